@@ -1,0 +1,125 @@
+/*
+ * s2e-block overlay store: per-path copy-on-write disk contents in memory.
+ *
+ * An overlay holds the sectors one execution path has written on top of the
+ * layers below it (a loaded snapshot's sectors, then the base image).  It is
+ * a persistent radix tree keyed by block index with reference-counted nodes
+ * and data blocks: s2e_overlay_fork() takes one reference on the root, so it
+ * costs O(1) whatever the overlay holds, and later writes copy only the
+ * shared nodes on their path and the one shared data block.
+ *
+ * Units: all positions and lengths are in 512-byte sectors
+ * (S2E_SECTOR_SIZE).  The overlay covers sectors [0, nb_sectors).
+ *
+ * Errors: functions returning int return 0 on success or a negative errno:
+ *   -EINVAL  range outside the overlay, or a count of 0 where not allowed,
+ *   -ENOMEM  memory for new nodes or data blocks could not be allocated.
+ * After an error the overlay is still valid and consistent; the sectors of
+ * the failed request each read back either their old or their new contents.
+ * Nothing here aborts or exits on bad input or allocation failure.
+ *
+ * Threads: an overlay is not locked.  Two overlays sharing structure (fork
+ * parent and child) may be used from different threads at once: shared
+ * nodes are only read and their reference counts are atomic.  One overlay
+ * must not be used by two threads at once.
+ *
+ * Ownership: every S2EOverlay returned by new/fork is owned by the caller
+ * and released with s2e_overlay_free().
+ */
+#ifndef S2E_BLOCK_OVERLAY_H
+#define S2E_BLOCK_OVERLAY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define S2E_SECTOR_BITS 9
+#define S2E_SECTOR_SIZE (1u << S2E_SECTOR_BITS)
+
+/* Largest disk an overlay can describe: 2^63 bytes. */
+#define S2E_OVERLAY_MAX_SECTORS (UINT64_C(1) << (63 - S2E_SECTOR_BITS))
+
+typedef struct S2EOverlay S2EOverlay;
+
+/* What a run of sectors holds in an overlay. */
+typedef enum S2EExtentKind {
+    S2E_EXTENT_ABSENT = 0, /* not in the overlay: read the layer below */
+    S2E_EXTENT_DATA = 1,   /* data held in the overlay */
+    S2E_EXTENT_ZERO = 2,   /* written as zeroes; reads as zeroes */
+} S2EExtentKind;
+
+typedef struct S2EOverlayStats {
+    uint64_t data_bytes;      /* bytes of data blocks reachable (each counted once) */
+    uint64_t meta_bytes;      /* bytes of tree nodes and block headers reachable */
+    uint64_t node_count;      /* tree nodes reachable */
+    uint64_t block_count;     /* data blocks reachable */
+    uint64_t shared_data_bytes; /* of data_bytes, blocks also referenced elsewhere */
+    uint64_t sectors_present; /* sectors whose kind is DATA or ZERO */
+} S2EOverlayStats;
+
+/* A new empty overlay for a disk of @nb_sectors sectors (1 .. MAX).
+ * Returns NULL with errno set (EINVAL, ENOMEM). */
+S2EOverlay *s2e_overlay_new(uint64_t nb_sectors);
+
+/* A new overlay with the same contents as @parent, sharing all its
+ * structure.  O(1).  Returns NULL with errno = ENOMEM. */
+S2EOverlay *s2e_overlay_fork(S2EOverlay *parent);
+
+/* Release @ov; nodes and blocks no other overlay holds are freed.
+ * NULL is accepted. */
+void s2e_overlay_free(S2EOverlay *ov);
+
+uint64_t s2e_overlay_nb_sectors(const S2EOverlay *ov);
+
+/* Store @count sectors from @iov (total length >= count * 512). */
+int s2e_overlay_writev(S2EOverlay *ov, uint64_t sector, uint64_t count,
+                       const struct iovec *iov, int iovcnt);
+int s2e_overlay_write(S2EOverlay *ov, uint64_t sector, uint64_t count,
+                      const void *buf);
+
+/* Mark sectors as reading zeroes.  Cost does not grow with @count for
+ * whole subtrees (a 4 TiB zero-write is cheap). */
+int s2e_overlay_write_zeroes(S2EOverlay *ov, uint64_t sector, uint64_t count);
+
+/* Drop the overlay's contents for the range: afterwards these sectors are
+ * ABSENT and read back from the layer below (snapshot data or base). */
+int s2e_overlay_discard(S2EOverlay *ov, uint64_t sector, uint64_t count);
+
+/* Kind of the run starting at @sector and its length in *@count
+ * (1 .. @max_count, clipped to the disk end).  Returns -EINVAL (and
+ * *count = 0) when @sector is outside the disk or @max_count is 0. */
+int s2e_overlay_extent(const S2EOverlay *ov, uint64_t sector,
+                       uint64_t max_count, S2EExtentKind *kind,
+                       uint64_t *count);
+
+/* Copy the DATA and ZERO sectors of [sector, sector+count) into @iov at
+ * the matching position; ABSENT sectors leave their part of @iov as it
+ * was.  Returns -EINVAL for a range outside the disk. */
+int s2e_overlay_readv(const S2EOverlay *ov, uint64_t sector, uint64_t count,
+                      const struct iovec *iov, int iovcnt);
+int s2e_overlay_read(const S2EOverlay *ov, uint64_t sector, uint64_t count,
+                     void *buf);
+
+void s2e_overlay_get_stats(const S2EOverlay *ov, S2EOverlayStats *stats);
+
+/* Re-validate every invariant of @ov's tree (reference counts against the
+ * references actually found from all @n overlays given, masks, sizes).
+ * Pass every live overlay that may share structure with @ov.
+ * Returns true when consistent; otherwise false and, when @why is not
+ * NULL, a static description of the first broken invariant. */
+bool s2e_overlay_check(S2EOverlay *const *overlays, size_t n,
+                       const char **why);
+
+/* Block granularity in bytes: the data unit a partial write allocates. */
+size_t s2e_overlay_block_size(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* S2E_BLOCK_OVERLAY_H */
