@@ -1,0 +1,446 @@
+/*
+ * savevm / loadvm for the s2e driver: snapshots are files beside the image.
+ *
+ * QEMU 7.2's savevm streams the VM state through bdrv_save_vmstate() at
+ * sequential positions from 0 and only then calls bdrv_snapshot_create()
+ * with the snapshot's name.  So the first save_vmstate call starts a
+ * snapshot writer (a temporary file in the snapshot directory) and
+ * snapshot_create adds this drive's dirty sectors -- the loaded snapshot's
+ * sectors merged with the overlay -- and commits the file as IMAGE.NAME.
+ * Drives that do not hold the VM state get a file with sectors only.
+ *
+ * loadvm calls bdrv_snapshot_goto() on every drive, resets the machine and
+ * reads the VM state through bdrv_load_vmstate() in 32 KiB steps (the last
+ * one overruns the end and must read zeroes).  goto opens IMAGE.NAME
+ * read-only, checks it against the base image's identity now, makes its
+ * sectors the layer below a fresh, empty overlay and keeps the file open
+ * for the VM state.  goto has no Error ** in 7.2, so details go through
+ * error_report(); a refused snapshot changes nothing.
+ */
+
+#include "qemu/osdep.h"
+#include "qapi/error.h"
+#include "qemu/error-report.h"
+#include "qemu/cutils.h"
+
+#include "block-s2e.h"
+
+/* Sectors copied per step when writing a snapshot. */
+#define S2E_COPY_SECTORS 2048
+
+static int s2e_gerror_errno(const GError *gerr)
+{
+    switch (gerr->code) {
+    case S2E_SNAPSHOT_ERROR_NOT_FOUND:
+        return -ENOENT;
+    case S2E_SNAPSHOT_ERROR_INVALID:
+    case S2E_SNAPSHOT_ERROR_LIMIT:
+        return -EINVAL;
+    default:
+        return -EIO;
+    }
+}
+
+static bool s2e_require_snapshot_dir(BDRVS2EState *s, Error **errp)
+{
+    if (!s->snapshot_dir) {
+        error_setg(errp, "The base image '%s' is not a local file: give the "
+                   "s2e drive a snapshot-dir option for its snapshots",
+                   s->image_path);
+        return false;
+    }
+    return true;
+}
+
+static int s2e_start_writer(BlockDriverState *bs, Error **errp)
+{
+    BDRVS2EState *s = bs->opaque;
+    S2EBaseIdentity id;
+    GError *gerr = NULL;
+    int ret;
+
+    if (!s2e_require_snapshot_dir(s, errp)) {
+        return -EINVAL;
+    }
+    ret = s2e_current_base_identity(bs, &id, errp);
+    if (ret < 0) {
+        return ret;
+    }
+    s->pending = s2e_snapshot_writer_new(s->snapshot_dir, &id, s->nb_sectors,
+                                         &gerr);
+    if (!s->pending) {
+        error_setg(errp, "%s", gerr->message);
+        ret = s2e_gerror_errno(gerr);
+        g_error_free(gerr);
+        return ret;
+    }
+    s->pending_vmstate_bytes = 0;
+    return 0;
+}
+
+static void s2e_abort_writer(BDRVS2EState *s)
+{
+    s2e_snapshot_writer_abort(s->pending);
+    s->pending = NULL;
+    s->pending_vmstate_bytes = 0;
+}
+
+int coroutine_fn s2e_co_save_vmstate(BlockDriverState *bs, QEMUIOVector *qiov,
+                                     int64_t pos)
+{
+    BDRVS2EState *s = bs->opaque;
+    g_autofree uint8_t *buf = NULL;
+    Error *err = NULL;
+    GError *gerr = NULL;
+    int ret;
+
+    if (pos == 0 && s->pending) {
+        /* An earlier savevm failed before snapshot_create: start over. */
+        s2e_abort_writer(s);
+    }
+    if (!s->pending) {
+        if (pos != 0) {
+            error_report("s2e: VM state write at %" PRId64 " without a start",
+                         pos);
+            return -EINVAL;
+        }
+        ret = s2e_start_writer(bs, &err);
+        if (ret < 0) {
+            error_report_err(err);
+            return ret;
+        }
+    }
+
+    buf = g_try_malloc(qiov->size ? qiov->size : 1);
+    if (!buf) {
+        return -ENOMEM;
+    }
+    qemu_iovec_to_buf(qiov, 0, buf, qiov->size);
+    ret = s2e_snapshot_writer_put_vmstate(s->pending, pos, buf, qiov->size,
+                                          &gerr);
+    if (ret < 0) {
+        error_report("s2e: %s", gerr->message);
+        g_error_free(gerr);
+        s2e_abort_writer(s);
+        return ret;
+    }
+    s->pending_vmstate_bytes = pos + qiov->size;
+    return 0;
+}
+
+int coroutine_fn s2e_co_load_vmstate(BlockDriverState *bs, QEMUIOVector *qiov,
+                                     int64_t pos)
+{
+    BDRVS2EState *s = bs->opaque;
+    g_autofree uint8_t *buf = NULL;
+    GError *gerr = NULL;
+    int ret;
+
+    if (!s->layer) {
+        error_report("s2e: no snapshot is loaded on '%s' to read VM state from",
+                     s->image_path);
+        return -EINVAL;
+    }
+    if (pos < 0) {
+        return -EINVAL;
+    }
+    buf = g_try_malloc(qiov->size ? qiov->size : 1);
+    if (!buf) {
+        return -ENOMEM;
+    }
+    ret = s2e_snapshot_read_vmstate(s->layer, pos, buf, qiov->size, &gerr);
+    if (ret < 0) {
+        error_report("s2e: %s", gerr->message);
+        g_error_free(gerr);
+        return ret;
+    }
+    qemu_iovec_from_buf(qiov, 0, buf, qiov->size);
+    return 0;
+}
+
+/* Append @count sectors of one kind starting at @sector to the writer. */
+static int s2e_save_run(BDRVS2EState *s, S2EExtentKind kind, uint64_t sector,
+                        uint64_t count, uint8_t *buf, GError **gerr)
+{
+    while (count > 0) {
+        uint64_t n = MIN(count, S2E_COPY_SECTORS);
+        int ret = 0;
+
+        if (kind == S2E_EXTENT_DATA) {
+            ret = s2e_overlay_read(s->overlay, sector, n, buf);
+            if (ret < 0) {
+                g_set_error(gerr, S2E_SNAPSHOT_ERROR, S2E_SNAPSHOT_ERROR_IO,
+                            "cannot read the overlay: %s", g_strerror(-ret));
+                return ret;
+            }
+        } else if (kind == S2E_EXTENT_ZERO) {
+            memset(buf, 0, n * S2E_SECTOR_SIZE);
+        } else {
+            ret = s2e_snapshot_read_sectors(s->layer, sector, n, buf, gerr);
+            if (ret < 0) {
+                return ret;
+            }
+        }
+        ret = s2e_snapshot_writer_add_sectors(s->pending, sector, n, buf, gerr);
+        if (ret < 0) {
+            return ret;
+        }
+        sector += n;
+        count -= n;
+    }
+    return 0;
+}
+
+/* A run absent from the overlay: save what the snapshot layer holds. */
+static int s2e_save_layer_runs(BDRVS2EState *s, uint64_t sector,
+                               uint64_t count, uint8_t *buf, GError **gerr)
+{
+    while (count > 0) {
+        uint64_t n = count;
+        bool stored = s->layer && s2e_snapshot_extent(s->layer, sector, count,
+                                                      &n);
+        if (stored) {
+            /* kind ABSENT here means "from the snapshot layer" */
+            int ret = s2e_save_run(s, S2E_EXTENT_ABSENT, sector, n, buf, gerr);
+            if (ret < 0) {
+                return ret;
+            }
+        }
+        sector += n;
+        count -= n;
+    }
+    return 0;
+}
+
+/* The disk as this path sees it, minus the base: layer merged with overlay,
+ * in ascending sector order as the writer requires. */
+static int s2e_save_dirty_sectors(BDRVS2EState *s, GError **gerr)
+{
+    g_autofree uint8_t *buf = g_try_malloc(S2E_COPY_SECTORS * S2E_SECTOR_SIZE);
+    uint64_t sector = 0;
+
+    if (!buf) {
+        g_set_error(gerr, S2E_SNAPSHOT_ERROR, S2E_SNAPSHOT_ERROR_IO,
+                    "out of memory while saving disk sectors");
+        return -ENOMEM;
+    }
+    while (sector < s->nb_sectors) {
+        S2EExtentKind kind;
+        uint64_t n;
+        int ret = s2e_overlay_extent(s->overlay, sector,
+                                     s->nb_sectors - sector, &kind, &n);
+        if (ret < 0) {
+            g_set_error(gerr, S2E_SNAPSHOT_ERROR, S2E_SNAPSHOT_ERROR_IO,
+                        "cannot walk the overlay: %s", g_strerror(-ret));
+            return ret;
+        }
+        if (kind == S2E_EXTENT_ABSENT) {
+            ret = s2e_save_layer_runs(s, sector, n, buf, gerr);
+        } else {
+            ret = s2e_save_run(s, kind, sector, n, buf, gerr);
+        }
+        if (ret < 0) {
+            return ret;
+        }
+        sector += n;
+    }
+    return 0;
+}
+
+static void s2e_info_from_qemu(S2ESnapshotInfo *info,
+                               const QEMUSnapshotInfo *sn)
+{
+    memset(info, 0, sizeof(*info));
+    pstrcpy(info->name, sizeof(info->name), sn->name);
+    pstrcpy(info->id, sizeof(info->id), sn->name);
+    info->date_sec = sn->date_sec;
+    info->date_nsec = sn->date_nsec;
+    info->vm_clock_nsec = sn->vm_clock_nsec;
+    info->icount = sn->icount;
+}
+
+int s2e_snapshot_create_cb(BlockDriverState *bs, QEMUSnapshotInfo *sn_info)
+{
+    BDRVS2EState *s = bs->opaque;
+    g_autofree char *path = NULL;
+    S2ESnapshotInfo info;
+    Error *err = NULL;
+    GError *gerr = NULL;
+    int ret;
+
+    if (!sn_info->name[0]) {
+        error_report("s2e: a snapshot of an s2e image needs a name");
+        return -EINVAL;
+    }
+    if (!s2e_require_snapshot_dir(s, &err)) {
+        error_report_err(err);
+        return -EINVAL;
+    }
+    path = s2e_snapshot_path(s->image_path, s->snapshot_dir, sn_info->name,
+                             &gerr);
+    if (!path) {
+        goto fail;
+    }
+    if (!s->pending) {
+        /* This drive holds no VM state: a disk-only file. */
+        ret = s2e_start_writer(bs, &err);
+        if (ret < 0) {
+            error_report_err(err);
+            return ret;
+        }
+    } else if (s->pending_vmstate_bytes != sn_info->vm_state_size) {
+        error_report("s2e: VM state of %" PRIu64 " bytes was announced, %"
+                     PRIu64 " were written", sn_info->vm_state_size,
+                     s->pending_vmstate_bytes);
+        s2e_abort_writer(s);
+        return -EIO;
+    }
+    if (s2e_save_dirty_sectors(s, &gerr) < 0) {
+        goto fail;
+    }
+
+    s2e_info_from_qemu(&info, sn_info);
+    ret = s2e_snapshot_writer_commit(s->pending, path, &info, &gerr);
+    s->pending = NULL;
+    s->pending_vmstate_bytes = 0;
+    if (ret < 0) {
+        goto fail;
+    }
+    pstrcpy(sn_info->id_str, sizeof(sn_info->id_str), sn_info->name);
+    return 0;
+
+fail:
+    s2e_abort_writer(s);
+    ret = s2e_gerror_errno(gerr);
+    error_report("s2e: %s", gerr->message);
+    g_error_free(gerr);
+    return ret;
+}
+
+/* Open snapshot @name of this drive, checked against the base as it is now. */
+static S2ESnapshot *s2e_open_for_goto(BlockDriverState *bs, const char *name)
+{
+    BDRVS2EState *s = bs->opaque;
+    g_autofree char *path = NULL;
+    S2EBaseIdentity id;
+    S2ESnapshot *snap;
+    Error *err = NULL;
+    GError *gerr = NULL;
+
+    if (!s2e_require_snapshot_dir(s, &err) ||
+        s2e_current_base_identity(bs, &id, &err) < 0) {
+        error_report_err(err);
+        return NULL;
+    }
+    path = s2e_snapshot_path(s->image_path, s->snapshot_dir, name, &gerr);
+    snap = path ? s2e_snapshot_open(path, s->image_path, &id, &gerr) : NULL;
+    if (!snap) {
+        error_report("s2e: %s", gerr->message);
+        g_error_free(gerr);
+        return NULL;
+    }
+    if (s2e_snapshot_get_info(snap)->disk_sectors != s->nb_sectors) {
+        error_report("s2e: snapshot '%s' was taken of a disk of %" PRIu64
+                     " sectors, but '%s' has %" PRIu64 " sectors",
+                     path, s2e_snapshot_get_info(snap)->disk_sectors,
+                     s->image_path, s->nb_sectors);
+        s2e_snapshot_close(snap);
+        return NULL;
+    }
+    return snap;
+}
+
+int s2e_snapshot_goto_cb(BlockDriverState *bs, const char *snapshot_id)
+{
+    BDRVS2EState *s = bs->opaque;
+    S2ESnapshot *snap = s2e_open_for_goto(bs, snapshot_id);
+    S2EOverlay *fresh;
+
+    if (!snap) {
+        return -EINVAL;
+    }
+    fresh = s2e_overlay_new(s->nb_sectors);
+    if (!fresh) {
+        error_report("s2e: out of memory for a new overlay");
+        s2e_snapshot_close(snap);
+        return -ENOMEM;
+    }
+    /* Only now that nothing can fail is the current view replaced. */
+    s2e_overlay_free(s->overlay);
+    s->overlay = fresh;
+    s2e_snapshot_close(s->layer);
+    s->layer = snap;
+    return 0;
+}
+
+int s2e_snapshot_delete_cb(BlockDriverState *bs, const char *snapshot_id,
+                           const char *name, Error **errp)
+{
+    BDRVS2EState *s = bs->opaque;
+    GError *gerr = NULL;
+    int ret;
+
+    if (!s2e_require_snapshot_dir(s, errp)) {
+        return -EINVAL;
+    }
+    /* Our ids are the names. */
+    ret = s2e_snapshot_delete(s->image_path, s->snapshot_dir,
+                              name ? name : snapshot_id, &gerr);
+    if (ret < 0) {
+        error_setg(errp, "%s", gerr->message);
+        ret = s2e_gerror_errno(gerr);
+        g_error_free(gerr);
+    }
+    return ret;
+}
+
+static void s2e_info_to_qemu(QEMUSnapshotInfo *sn, const S2ESnapshotInfo *info)
+{
+    memset(sn, 0, sizeof(*sn));
+    pstrcpy(sn->id_str, sizeof(sn->id_str), info->name);
+    pstrcpy(sn->name, sizeof(sn->name), info->name);
+    sn->vm_state_size = info->vm_state_size;
+    sn->date_sec = info->date_sec;
+    sn->date_nsec = info->date_nsec;
+    sn->vm_clock_nsec = info->vm_clock_nsec;
+    sn->icount = info->icount;
+}
+
+int s2e_snapshot_list_cb(BlockDriverState *bs, QEMUSnapshotInfo **psn_info)
+{
+    BDRVS2EState *s = bs->opaque;
+    g_autoptr(GPtrArray) entries = NULL;
+    QEMUSnapshotInfo *sn;
+    GError *gerr = NULL;
+    int n = 0;
+
+    *psn_info = NULL;
+    if (!s->snapshot_dir) {
+        return 0;
+    }
+    entries = s2e_snapshot_list(s->image_path, s->snapshot_dir, &gerr);
+    if (!entries) {
+        error_report("s2e: %s", gerr->message);
+        g_error_free(gerr);
+        return -EIO;
+    }
+    sn = g_new0(QEMUSnapshotInfo, entries->len ? entries->len : 1);
+    for (guint i = 0; i < entries->len; i++) {
+        const S2ESnapshotEntry *e = g_ptr_array_index(entries, i);
+        if (!e->valid) {
+            warn_report("s2e: ignoring snapshot file %s: %s", e->path,
+                        e->problem ? e->problem : "invalid");
+            continue;
+        }
+        s2e_info_to_qemu(&sn[n++], &e->info);
+    }
+    *psn_info = sn;
+    return n;
+}
+
+void s2e_snapshot_glue_close(BDRVS2EState *s)
+{
+    s2e_abort_writer(s);
+    s2e_snapshot_close(s->layer);
+    s->layer = NULL;
+}

@@ -1,0 +1,479 @@
+/*
+ * The "s2e" block driver: a raw image that is never written.
+ *
+ * An s2e image is plain raw data (renaming disk.raw to disk.raw.s2e is the
+ * whole conversion).  Guest writes go to an in-memory copy-on-write overlay
+ * (block/overlay.c); reads look through three layers, topmost first:
+ *
+ *     overlay        this execution path's writes        (memory)
+ *     snapshot layer sectors of the loaded snapshot      (IMAGE.NAME, pread)
+ *     base image     the raw file, through bs->file      (never written)
+ *
+ * so any number of QEMU processes can share one base image and its
+ * snapshots.  The file child is held with CONSISTENT_READ only and shares
+ * CONSISTENT_READ | WRITE_UNCHANGED: readers may share the base, a writer
+ * or a resize is refused by QEMU's image locking.  After opening, the child
+ * is reopened read-only, so the base's file descriptor is read-only in
+ * every QEMU program and a 0444 base works.
+ *
+ * This file is glue: each callback translates a QEMU request into overlay
+ * calls and base reads.  Every failure is returned to QEMU as -errno; no
+ * guest request can abort QEMU.  Reads issue one base read per run of
+ * sectors absent from the upper layers.
+ *
+ * Discard drops this path's writes for the range: it then reads back what
+ * the layers below hold (the loaded snapshot's data, else the base image),
+ * which the guest may not assume to be zeroes.  write_zeroes stores zeroes.
+ */
+
+#include "qemu/osdep.h"
+#include "qapi/error.h"
+#include "qemu/error-report.h"
+#include "qemu/module.h"
+#include "qemu/option.h"
+#include "qemu/cutils.h"
+
+#include "block-s2e.h"
+
+#define S2E_OPT_SNAPSHOT_DIR "snapshot-dir"
+
+/* Largest bounce buffer for reads of the snapshot layer. */
+#define S2E_BOUNCE_MAX (1024 * 1024)
+
+static QemuOptsList s2e_runtime_opts = {
+    .name = "s2e",
+    .head = QTAILQ_HEAD_INITIALIZER(s2e_runtime_opts.head),
+    .desc = {
+        {
+            .name = S2E_OPT_SNAPSHOT_DIR,
+            .type = QEMU_OPT_STRING,
+            .help = "Directory for snapshot files IMAGE.NAME "
+                    "(default: the directory of the base image)",
+        },
+        { /* end of list */ }
+    },
+};
+
+static const char *const s2e_strong_runtime_opts[] = {
+    S2E_OPT_SNAPSHOT_DIR,
+    NULL
+};
+
+static int s2e_probe(const uint8_t *buf, int buf_size, const char *filename)
+{
+    /* Contents are raw: only the name tells an s2e image apart. */
+    if (filename && g_str_has_suffix(filename, ".s2e")) {
+        return 100;
+    }
+    return 0;
+}
+
+static bool s2e_base_is_local_file(BlockDriverState *file_bs)
+{
+    const char *proto = file_bs->drv ? file_bs->drv->protocol_name : NULL;
+    return proto && !strcmp(proto, "file");
+}
+
+int s2e_current_base_identity(BlockDriverState *bs, S2EBaseIdentity *id,
+                              Error **errp)
+{
+    BDRVS2EState *s = bs->opaque;
+    GError *gerr = NULL;
+
+    if (s->base_is_local_file) {
+        if (s2e_base_identity_from_path(s->image_path, id, &gerr) < 0) {
+            error_setg(errp, "%s", gerr->message);
+            g_error_free(gerr);
+            return -EIO;
+        }
+        return 0;
+    }
+    memset(id, 0, sizeof(*id));
+    id->size = s->length;
+    id->has_mtime = false;
+    return 0;
+}
+
+/* Decide where snapshot files live: the snapshot-dir option, else the
+ * directory of a local base image. */
+static int s2e_setup_snapshot_location(BlockDriverState *bs,
+                                       const char *snapshot_dir, Error **errp)
+{
+    BDRVS2EState *s = bs->opaque;
+    BlockDriverState *file_bs = bs->file->bs;
+
+    s->base_is_local_file = s2e_base_is_local_file(file_bs);
+    if (s->base_is_local_file) {
+        s->image_path = g_strdup(file_bs->filename);
+    } else {
+        /* Name snapshots after the node's image name without its URI. */
+        bdrv_refresh_filename(file_bs);
+        s->image_path = g_strdup(bs->filename[0] ? bs->filename
+                                                 : file_bs->filename);
+    }
+
+    if (snapshot_dir) {
+        s->snapshot_dir = g_strdup(snapshot_dir);
+    } else if (s->base_is_local_file) {
+        s->snapshot_dir = g_path_get_dirname(s->image_path);
+    } else {
+        /* Snapshots of a remote base need snapshot-dir; I/O still works. */
+        s->snapshot_dir = NULL;
+    }
+    return 0;
+}
+
+/* Make the base's file descriptor read-only whatever the caller asked for:
+ * qemu-img and qemu-io open images read-write by default. */
+static int s2e_make_base_read_only(BlockDriverState *bs, Error **errp)
+{
+    BlockDriverState *file_bs = bs->file->bs;
+
+    if (bdrv_is_read_only(file_bs)) {
+        return 0;
+    }
+    return bdrv_reopen_set_read_only(file_bs, true, errp);
+}
+
+static int s2e_open(BlockDriverState *bs, QDict *options, int flags,
+                    Error **errp)
+{
+    BDRVS2EState *s = bs->opaque;
+    QemuOpts *opts;
+    int64_t len;
+    int ret;
+
+    /* Creating options without an id cannot fail; error_abort, a data
+     * symbol, would bind at load time and break the plugin outside QEMU. */
+    opts = qemu_opts_create(&s2e_runtime_opts, NULL, 0, NULL);
+    if (!qemu_opts_absorb_qdict(opts, options, errp)) {
+        ret = -EINVAL;
+        goto out;
+    }
+
+    ret = bdrv_open_file_child(NULL, options, "file", bs, errp);
+    if (ret < 0) {
+        goto out;
+    }
+    if (!s2e_abi_check(bs, errp)) {
+        ret = -ENOTSUP;
+        goto out;
+    }
+    ret = s2e_make_base_read_only(bs, errp);
+    if (ret < 0) {
+        goto out;
+    }
+
+    len = bdrv_getlength(bs->file->bs);
+    if (len < 0) {
+        error_setg_errno(errp, -len, "Could not get the size of the base image");
+        ret = len;
+        goto out;
+    }
+    if (len == 0) {
+        error_setg(errp, "The base image is empty: an s2e image needs data");
+        ret = -EINVAL;
+        goto out;
+    }
+    s->length = len;
+    s->nb_sectors = DIV_ROUND_UP((uint64_t)len, S2E_SECTOR_SIZE);
+
+    s->overlay = s2e_overlay_new(s->nb_sectors);
+    if (!s->overlay) {
+        error_setg_errno(errp, errno, "Could not create the overlay");
+        ret = -errno;
+        goto out;
+    }
+
+    ret = s2e_setup_snapshot_location(bs,
+                                      qemu_opt_get(opts, S2E_OPT_SNAPSHOT_DIR),
+                                      errp);
+    if (ret < 0) {
+        goto out;
+    }
+
+    bs->supported_zero_flags = BDRV_REQ_MAY_UNMAP | BDRV_REQ_NO_FALLBACK;
+    ret = 0;
+out:
+    qemu_opts_del(opts);
+    return ret;
+}
+
+static void s2e_close(BlockDriverState *bs)
+{
+    BDRVS2EState *s = bs->opaque;
+
+    s2e_snapshot_glue_close(s);
+    s2e_overlay_free(s->overlay);
+    s->overlay = NULL;
+    g_free(s->image_path);
+    g_free(s->snapshot_dir);
+}
+
+static void s2e_child_perm(BlockDriverState *bs, BdrvChild *c,
+                           BdrvChildRole role, BlockReopenQueue *reopen_queue,
+                           uint64_t parent_perm, uint64_t parent_shared,
+                           uint64_t *nperm, uint64_t *nshared)
+{
+    /* Read the base; let others read it too, but never write or resize. */
+    *nperm = BLK_PERM_CONSISTENT_READ;
+    *nshared = BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE_UNCHANGED;
+}
+
+static void s2e_refresh_limits(BlockDriverState *bs, Error **errp)
+{
+    /* The overlay is sector-exact: QEMU does read-modify-write below. */
+    bs->bl.request_alignment = S2E_SECTOR_SIZE;
+    bs->bl.pwrite_zeroes_alignment = S2E_SECTOR_SIZE;
+    bs->bl.pdiscard_alignment = S2E_SECTOR_SIZE;
+}
+
+static int s2e_check_range(BDRVS2EState *s, int64_t offset, int64_t bytes)
+{
+    if (offset < 0 || bytes < 0 ||
+        (offset | bytes) & (S2E_SECTOR_SIZE - 1) ||
+        (uint64_t)offset > s->nb_sectors * S2E_SECTOR_SIZE ||
+        (uint64_t)bytes > s->nb_sectors * S2E_SECTOR_SIZE - offset) {
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Read sectors stored in the snapshot layer into @qiov at @qiov_offset. */
+static int s2e_read_layer(BDRVS2EState *s, uint64_t sector, uint64_t count,
+                          QEMUIOVector *qiov, size_t qiov_offset)
+{
+    size_t bounce_len = MIN(count * S2E_SECTOR_SIZE, S2E_BOUNCE_MAX);
+    g_autofree uint8_t *bounce = g_try_malloc(bounce_len);
+    GError *gerr = NULL;
+
+    if (!bounce) {
+        return -ENOMEM;
+    }
+    while (count > 0) {
+        uint64_t n = MIN(count, bounce_len / S2E_SECTOR_SIZE);
+        int ret = s2e_snapshot_read_sectors(s->layer, sector, n, bounce, &gerr);
+        if (ret < 0) {
+            error_report("s2e: %s", gerr->message);
+            g_error_free(gerr);
+            return ret;
+        }
+        qemu_iovec_from_buf(qiov, qiov_offset, bounce, n * S2E_SECTOR_SIZE);
+        qiov_offset += n * S2E_SECTOR_SIZE;
+        sector += n;
+        count -= n;
+    }
+    return 0;
+}
+
+/* Fill a run absent from the overlay: snapshot layer first, then base. */
+static int coroutine_fn s2e_read_below_overlay(BlockDriverState *bs,
+                                               uint64_t sector, uint64_t count,
+                                               QEMUIOVector *qiov,
+                                               size_t qiov_offset)
+{
+    BDRVS2EState *s = bs->opaque;
+
+    while (count > 0) {
+        uint64_t n = count;
+        bool stored = s->layer && s2e_snapshot_extent(s->layer, sector,
+                                                      count, &n);
+        int ret;
+
+        if (stored) {
+            ret = s2e_read_layer(s, sector, n, qiov, qiov_offset);
+        } else {
+            ret = bdrv_co_preadv_part(bs->file, sector * S2E_SECTOR_SIZE,
+                                      n * S2E_SECTOR_SIZE, qiov, qiov_offset,
+                                      0);
+        }
+        if (ret < 0) {
+            return ret;
+        }
+        qiov_offset += n * S2E_SECTOR_SIZE;
+        sector += n;
+        count -= n;
+    }
+    return 0;
+}
+
+static int coroutine_fn s2e_co_preadv(BlockDriverState *bs, int64_t offset,
+                                      int64_t bytes, QEMUIOVector *qiov,
+                                      BdrvRequestFlags flags)
+{
+    BDRVS2EState *s = bs->opaque;
+    uint64_t first = offset / S2E_SECTOR_SIZE;
+    uint64_t count = bytes / S2E_SECTOR_SIZE;
+    uint64_t pos = 0;
+    int ret = s2e_check_range(s, offset, bytes);
+
+    if (ret < 0) {
+        return ret;
+    }
+
+    /* Lower layers first, one read per absent run; they may yield. */
+    while (pos < count) {
+        S2EExtentKind kind;
+        uint64_t n;
+
+        ret = s2e_overlay_extent(s->overlay, first + pos, count - pos,
+                                 &kind, &n);
+        if (ret < 0) {
+            return ret;
+        }
+        if (kind == S2E_EXTENT_ABSENT) {
+            ret = s2e_read_below_overlay(bs, first + pos, n, qiov,
+                                         pos * S2E_SECTOR_SIZE);
+            if (ret < 0) {
+                return ret;
+            }
+        }
+        pos += n;
+    }
+
+    /* Then the overlay's own data, without yielding in between. */
+    return s2e_overlay_readv(s->overlay, first, count, qiov->iov, qiov->niov);
+}
+
+static int coroutine_fn s2e_co_pwritev(BlockDriverState *bs, int64_t offset,
+                                       int64_t bytes, QEMUIOVector *qiov,
+                                       BdrvRequestFlags flags)
+{
+    BDRVS2EState *s = bs->opaque;
+    int ret = s2e_check_range(s, offset, bytes);
+
+    if (ret < 0) {
+        return ret;
+    }
+    return s2e_overlay_writev(s->overlay, offset / S2E_SECTOR_SIZE,
+                              bytes / S2E_SECTOR_SIZE, qiov->iov, qiov->niov);
+}
+
+static int coroutine_fn s2e_co_pwrite_zeroes(BlockDriverState *bs,
+                                             int64_t offset, int64_t bytes,
+                                             BdrvRequestFlags flags)
+{
+    BDRVS2EState *s = bs->opaque;
+    int ret = s2e_check_range(s, offset, bytes);
+
+    if (ret < 0) {
+        return ret;
+    }
+    return s2e_overlay_write_zeroes(s->overlay, offset / S2E_SECTOR_SIZE,
+                                    bytes / S2E_SECTOR_SIZE);
+}
+
+static int coroutine_fn s2e_co_pdiscard(BlockDriverState *bs, int64_t offset,
+                                        int64_t bytes)
+{
+    BDRVS2EState *s = bs->opaque;
+    int ret = s2e_check_range(s, offset, bytes);
+
+    if (ret < 0) {
+        return ret;
+    }
+    return s2e_overlay_discard(s->overlay, offset / S2E_SECTOR_SIZE,
+                               bytes / S2E_SECTOR_SIZE);
+}
+
+static int coroutine_fn s2e_co_block_status(BlockDriverState *bs,
+                                            bool want_zero, int64_t offset,
+                                            int64_t bytes, int64_t *pnum,
+                                            int64_t *map,
+                                            BlockDriverState **file)
+{
+    BDRVS2EState *s = bs->opaque;
+    uint64_t sector = offset / S2E_SECTOR_SIZE;
+    uint64_t max = DIV_ROUND_UP(bytes, S2E_SECTOR_SIZE);
+    S2EExtentKind kind;
+    uint64_t n;
+    int ret;
+
+    ret = s2e_overlay_extent(s->overlay, sector, max, &kind, &n);
+    if (ret < 0) {
+        return ret;
+    }
+    if (kind == S2E_EXTENT_ABSENT && s->layer &&
+        s2e_snapshot_extent(s->layer, sector, n, &n)) {
+        kind = S2E_EXTENT_DATA;
+    }
+    *pnum = MIN((int64_t)(n * S2E_SECTOR_SIZE), bytes);
+
+    switch (kind) {
+    case S2E_EXTENT_DATA:
+        return BDRV_BLOCK_DATA;
+    case S2E_EXTENT_ZERO:
+        return BDRV_BLOCK_ZERO;
+    default:
+        /* Absent from the upper layers: the base answers for itself. */
+        *map = offset;
+        *file = bs->file->bs;
+        return BDRV_BLOCK_RAW | BDRV_BLOCK_OFFSET_VALID;
+    }
+}
+
+static int coroutine_fn s2e_co_flush_to_os(BlockDriverState *bs)
+{
+    /* The overlay is memory: nothing to flush, and the base is not ours. */
+    return 0;
+}
+
+static int64_t s2e_getlength(BlockDriverState *bs)
+{
+    BDRVS2EState *s = bs->opaque;
+    return s->length;
+}
+
+static int s2e_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
+{
+    bdi->cluster_size = s2e_overlay_block_size();
+    bdi->is_dirty = false;
+    return 0;
+}
+
+static int s2e_has_zero_init(BlockDriverState *bs)
+{
+    return 0;
+}
+
+BlockDriver bdrv_s2e = {
+    .format_name            = "s2e",
+    .instance_size          = sizeof(BDRVS2EState),
+    .is_format              = true,
+
+    .bdrv_probe             = s2e_probe,
+    .bdrv_open              = s2e_open,
+    .bdrv_close             = s2e_close,
+    .bdrv_child_perm        = s2e_child_perm,
+    .bdrv_refresh_limits    = s2e_refresh_limits,
+
+    .bdrv_co_preadv         = s2e_co_preadv,
+    .bdrv_co_pwritev        = s2e_co_pwritev,
+    .bdrv_co_pwrite_zeroes  = s2e_co_pwrite_zeroes,
+    .bdrv_co_pdiscard       = s2e_co_pdiscard,
+    .bdrv_co_block_status   = s2e_co_block_status,
+    .bdrv_co_flush_to_os    = s2e_co_flush_to_os,
+
+    .bdrv_getlength         = s2e_getlength,
+    .bdrv_get_info          = s2e_get_info,
+    .bdrv_has_zero_init     = s2e_has_zero_init,
+
+    .bdrv_save_vmstate      = s2e_co_save_vmstate,
+    .bdrv_load_vmstate      = s2e_co_load_vmstate,
+    .bdrv_snapshot_create   = s2e_snapshot_create_cb,
+    .bdrv_snapshot_goto     = s2e_snapshot_goto_cb,
+    .bdrv_snapshot_delete   = s2e_snapshot_delete_cb,
+    .bdrv_snapshot_list     = s2e_snapshot_list_cb,
+
+    .strong_runtime_opts    = s2e_strong_runtime_opts,
+};
+
+#ifndef S2E_QEMU_PLUGIN
+/* Linked into a QEMU build: register like every built-in driver. */
+static void bdrv_s2e_init(void)
+{
+    bdrv_register(&bdrv_s2e);
+}
+
+block_init(bdrv_s2e_init);
+#endif

@@ -1,0 +1,57 @@
+/*
+ * Private interface between the files of the s2e QEMU driver glue.
+ *
+ * The glue is thin: it translates QEMU's BlockDriver callbacks into calls of
+ * the QEMU-free core (overlay store, snapshot files).  block-s2e.c holds the
+ * driver table and the I/O path, block-s2e-snapshot.c the savevm/loadvm
+ * callbacks, plugin-init.c the registration and the ABI guard.
+ */
+#ifndef S2E_BLOCK_GLUE_H
+#define S2E_BLOCK_GLUE_H
+
+#include "block/block_int.h"
+#include "block/snapshot.h"
+
+#include "s2e-block/overlay.h"
+#include "s2e-block/snapshot.h"
+
+typedef struct BDRVS2EState {
+    /* This drive's view for the current execution path. */
+    S2EOverlay *overlay;
+    /* Sectors of the loaded snapshot, read on demand; NULL when none. */
+    S2ESnapshot *layer;
+    /* The snapshot a savevm is streaming VM state into; NULL when idle. */
+    S2ESnapshotWriter *pending;
+    uint64_t pending_vmstate_bytes;
+
+    int64_t length;          /* bytes, fixed at open */
+    uint64_t nb_sectors;     /* length rounded up to whole sectors */
+
+    /* Where snapshot files live and what they are named after. */
+    char *image_path;        /* the base image as a local path */
+    char *snapshot_dir;      /* the directory holding IMAGE.NAME files */
+    bool base_is_local_file; /* identity includes the mtime */
+} BDRVS2EState;
+
+extern BlockDriver bdrv_s2e;
+
+/* block-s2e-snapshot.c */
+int coroutine_fn s2e_co_save_vmstate(BlockDriverState *bs, QEMUIOVector *qiov,
+                                     int64_t pos);
+int coroutine_fn s2e_co_load_vmstate(BlockDriverState *bs, QEMUIOVector *qiov,
+                                     int64_t pos);
+int s2e_snapshot_create_cb(BlockDriverState *bs, QEMUSnapshotInfo *sn_info);
+int s2e_snapshot_goto_cb(BlockDriverState *bs, const char *snapshot_id);
+int s2e_snapshot_delete_cb(BlockDriverState *bs, const char *snapshot_id,
+                           const char *name, Error **errp);
+int s2e_snapshot_list_cb(BlockDriverState *bs, QEMUSnapshotInfo **psn_info);
+void s2e_snapshot_glue_close(BDRVS2EState *s);
+
+/* The base image's identity now (stat of the local file, or the size). */
+int s2e_current_base_identity(BlockDriverState *bs, S2EBaseIdentity *id,
+                              Error **errp);
+
+/* plugin-init.c: compare struct fields with QEMU's own accessors. */
+bool s2e_abi_check(BlockDriverState *bs, Error **errp);
+
+#endif
