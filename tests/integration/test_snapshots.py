@@ -1,0 +1,359 @@
+#!/usr/bin/env python3
+"""savevm / loadvm of s2e images in Debian's qemu-system-x86_64 and
+qemu-img: snapshots in IMAGE.NAME beside the image, resumed any number of
+times by any number of processes, refused when the base changed or the
+file is damaged, crash-safe when QEMU is killed during savevm.
+
+Disk contents are checked with the HMP qemu-io command (patterns written
+before savevm must read back after resume); the VM state is checked by
+QEMU itself, which refuses to load a damaged stream.
+"""
+
+import glob
+import os
+import random
+import shutil
+import subprocess
+import time
+import unittest
+
+from s2etest import (MiB, S2ETestCase, S2E_SNAPSHOT, file_state, run, s2e)
+
+DRIVE = "file=%s,format=s2e,if=virtio"
+
+
+def ok(out):
+    return ("Pattern verification failed" not in out
+            and "error" not in out.lower())
+
+
+class SnapshotTest(S2ETestCase):
+
+    def write_patterns(self, vm, dev="virtio0", base_value=0x5a):
+        vm.qemu_io(dev, "write -P 0x%02x 0 1M" % base_value)
+        vm.qemu_io(dev, "write -P 0x7e 1000005 3")
+        vm.qemu_io(dev, "write -P 0x42 %d 4096" % (8 * MiB))
+
+    def assert_patterns(self, vm, dev="virtio0", base_value=0x5a):
+        for cmd in ("read -P 0x%02x 0 1000005" % base_value,
+                    "read -P 0x7e 1000005 3",
+                    "read -P 0x42 %d 4096" % (8 * MiB)):
+            out = vm.qemu_io(dev, cmd)
+            self.assertTrue(ok(out), cmd + ":\n" + out)
+
+    def saved(self, img, name="ready", vm=None):
+        """A VM with patterns written and saved as @name, then quit."""
+        vm = vm or self.qemu([DRIVE % img], name="save")
+        self.write_patterns(vm)
+        reply = vm.hmp.cmd("savevm %s" % name, timeout=300)
+        self.assertEqual(reply, "", reply)
+        vm.quit()
+        return img + "." + name
+
+    def test_savevm_then_loadvm_at_start_and_in_monitor(self):
+        img = self.base()
+        snap = self.saved(img)
+        self.assertTrue(os.path.exists(snap))
+        snap_state = file_state(snap)
+
+        vm = self.qemu([DRIVE % img], extra=["-loadvm", "ready"], name="r1")
+        self.assert_patterns(vm)
+        vm.qemu_io("virtio0", "write -P 0x11 0 64k")
+        self.assertIn("", vm.hmp.cmd("loadvm ready"))
+        self.assert_patterns(vm)
+        vm.quit()
+        self.assertEqual(file_state(snap), snap_state,
+                         "loading changed the snapshot file")
+
+    def test_info_snapshots_delvm_and_overwrite(self):
+        img = self.base()
+        vm = self.qemu([DRIVE % img])
+        vm.qemu_io("virtio0", "write -P 0x01 0 4k")
+        self.assertEqual(vm.hmp.cmd("savevm ready"), "")
+        info = vm.hmp.cmd("info snapshots")
+        self.assertIn("ready", info)
+        first = file_state(img + ".ready")
+        # Overwrite: new contents, same name.
+        vm.qemu_io("virtio0", "write -P 0x02 0 4k")
+        self.assertEqual(vm.hmp.cmd("savevm ready"), "")
+        self.assertNotEqual(file_state(img + ".ready")["sha256"],
+                            first["sha256"])
+        self.assertEqual(vm.hmp.cmd("savevm other"), "")
+        info = vm.hmp.cmd("info snapshots")
+        self.assertIn("ready", info)
+        self.assertIn("other", info)
+        vm.qemu_io("virtio0", "write -P 0x03 0 4k")
+        vm.hmp.cmd("loadvm ready")
+        self.assertTrue(ok(vm.qemu_io("virtio0", "read -P 0x02 0 4k")))
+        self.assertEqual(vm.hmp.cmd("delvm other"), "")
+        self.assertFalse(os.path.exists(img + ".other"))
+        self.assertNotIn("other", vm.hmp.cmd("info snapshots"))
+        out = vm.hmp.cmd("loadvm other")
+        self.assertIn("other", out)
+        self.assertTrue(vm.alive())
+        # No temporary files are left behind.
+        self.assertEqual(sorted(os.listdir(self.tmp)),
+                         sorted(f for f in os.listdir(self.tmp)
+                                if not f.startswith(".")))
+
+    def test_resumed_snapshot_then_more_writes_then_savevm(self):
+        """A later savevm captures snapshot layer plus overlay."""
+        img = self.base()
+        self.saved(img, "one")
+        vm = self.qemu([DRIVE % img], extra=["-loadvm", "one"], name="two")
+        vm.qemu_io("virtio0", "write -P 0x99 %d 512" % (4 * MiB))
+        vm.qemu_io("virtio0", "write -P 0x98 512 512")
+        self.assertEqual(vm.hmp.cmd("savevm two"), "")
+        vm.quit()
+        vm = self.qemu([DRIVE % img], extra=["-loadvm", "two"], name="load2")
+        self.assertTrue(ok(vm.qemu_io("virtio0", "read -P 0x99 %d 512" % (4 * MiB))))
+        self.assertTrue(ok(vm.qemu_io("virtio0", "read -P 0x98 512 512")))
+        self.assertTrue(ok(vm.qemu_io("virtio0", "read -P 0x5a 1024 %d" % (1000005 - 1024))))
+        self.assertTrue(ok(vm.qemu_io("virtio0", "read -P 0x42 %d 4096" % (8 * MiB))))
+
+    def test_qmp_snapshot_jobs(self):
+        img = self.base()
+        vm = self.qemu([DRIVE % img + ",node-name=disk0"], qmp=True)
+        self.write_patterns(vm)
+        r = vm.qmp.execute("snapshot-save", **{"job-id": "save0",
+                                               "tag": "ready",
+                                               "vmstate": "disk0",
+                                               "devices": ["disk0"]})
+        self.assertIn("return", r, r)
+        ev = vm.qmp.wait_event("JOB_STATUS_CHANGE", match=lambda e:
+                               e["data"]["id"] == "save0" and
+                               e["data"]["status"] == "concluded")
+        jobs = vm.qmp.execute("query-jobs")["return"]
+        job = [j for j in jobs if j["id"] == "save0"][0]
+        self.assertNotIn("error", job, job)
+        vm.qmp.execute("job-dismiss", id="save0")
+        self.assertTrue(os.path.exists(img + ".ready"))
+
+        vm.qemu_io("virtio0", "write -P 0x00 0 1M")
+        r = vm.qmp.execute("snapshot-load", **{"job-id": "load0",
+                                               "tag": "ready",
+                                               "vmstate": "disk0",
+                                               "devices": ["disk0"]})
+        self.assertIn("return", r, r)
+        vm.qmp.wait_event("JOB_STATUS_CHANGE", match=lambda e:
+                          e["data"]["id"] == "load0" and
+                          e["data"]["status"] == "concluded")
+        job = [j for j in vm.qmp.execute("query-jobs")["return"]
+               if j["id"] == "load0"][0]
+        self.assertNotIn("error", job, job)
+        self.assert_patterns(vm)
+
+        r = vm.qmp.execute("snapshot-delete", **{"job-id": "del0",
+                                                 "tag": "ready",
+                                                 "devices": ["disk0"]})
+        vm.qmp.wait_event("JOB_STATUS_CHANGE", match=lambda e:
+                          e["data"]["id"] == "del0" and
+                          e["data"]["status"] == "concluded")
+        self.assertFalse(os.path.exists(img + ".ready"))
+
+    def test_two_drives(self):
+        a = self.base("a.raw.s2e", seed=1)
+        b = self.base("b.raw.s2e", size=8 * MiB, seed=2)
+        drives = [DRIVE % a, DRIVE % b]
+        vm = self.qemu(drives)
+        vm.qemu_io("virtio0", "write -P 0xa1 0 64k")
+        vm.qemu_io("virtio1", "write -P 0xb1 4096 64k")
+        self.assertEqual(vm.hmp.cmd("savevm ready"), "")
+        vm.quit()
+        infos = {}
+        for img in (a, b):
+            p = run([S2E_SNAPSHOT, "info", "--json", img + ".ready"])
+            infos[img] = p.stdout
+        # Exactly one of them holds the VM state.
+        import json
+        sizes = [json.loads(infos[i])["vm_state_size"] for i in (a, b)]
+        self.assertEqual(len([s for s in sizes if s > 0]), 1, sizes)
+        vm = self.qemu(drives, extra=["-loadvm", "ready"], name="load")
+        self.assertTrue(ok(vm.qemu_io("virtio0", "read -P 0xa1 0 64k")))
+        self.assertTrue(ok(vm.qemu_io("virtio1", "read -P 0xb1 4096 64k")))
+
+    def test_touched_base_is_refused(self):
+        img = self.base()
+        self.saved(img)
+        os.utime(img, ns=(time.time_ns(), time.time_ns()))
+        self.protect(img)
+        # In a running QEMU: loadvm fails, QEMU answers, the VM is paused.
+        vm = self.qemu([DRIVE % img], name="refuse")
+        vm.qemu_io("virtio0", "write -P 0x31 0 512")
+        out = vm.hmp.cmd("loadvm ready")
+        self.assertIn("cp -p", out)
+        self.assertIn(img, out)
+        self.assertTrue(vm.alive())
+        self.assertIn("paused", vm.hmp.cmd("info status"))
+        # The refused load changed nothing.
+        self.assertTrue(ok(vm.qemu_io("virtio0", "read -P 0x31 0 512")))
+        vm.quit()
+        # At start-up: QEMU exits with the message, the guest never ran.
+        vm = self.qemu([DRIVE % img], extra=["-loadvm", "ready"],
+                       name="refuse2", wait=False)
+        vm.proc.wait(60)
+        self.assertNotEqual(vm.proc.returncode, 0)
+        self.assertIn("cp -p", vm.output())
+
+    def test_cp_p_copy_resumes_elsewhere(self):
+        img = self.base()
+        snap = self.saved(img)
+        other = os.path.join(self.tmp, "elsewhere")
+        os.mkdir(other)
+        run(["cp", "-p", img, snap, other])
+        copy = os.path.join(other, os.path.basename(img))
+        self.protect(copy)
+        vm = self.qemu([DRIVE % copy], extra=["-loadvm", "ready"], name="cp")
+        self.assert_patterns(vm)
+        vm.quit()
+        # A copy without -p is refused ...
+        third = os.path.join(self.tmp, "nop")
+        os.mkdir(third)
+        time.sleep(0.01)
+        run(["cp", img, snap, third])
+        copy2 = os.path.join(third, os.path.basename(img))
+        vm = self.qemu([DRIVE % copy2], name="nop")
+        self.assertIn("touch -r", vm.hmp.cmd("loadvm ready"))
+        vm.quit()
+        # ... until its timestamp is restored with touch -r.
+        run(["touch", "-r", img, copy2])
+        vm = self.qemu([DRIVE % copy2], extra=["-loadvm", "ready"],
+                       name="touchr")
+        self.assert_patterns(vm)
+
+    def test_four_processes_resume_one_snapshot(self):
+        img = self.base()
+        snap = self.saved(img)
+        snap_state = file_state(snap)
+        vms = [self.qemu([DRIVE % img], extra=["-loadvm", "ready"],
+                         name="c%d" % i, wait=False) for i in range(4)]
+        for i, vm in enumerate(vms):
+            vm.connect()
+        for i, vm in enumerate(vms):
+            self.assert_patterns(vm)
+            vm.qemu_io("virtio0", "write -P 0x%02x 0 4k" % (0x80 + i))
+        for i, vm in enumerate(vms):
+            self.assertTrue(ok(vm.qemu_io("virtio0",
+                                          "read -P 0x%02x 0 4k" % (0x80 + i))))
+        for vm in vms:
+            vm.quit()
+        self.assertEqual(file_state(snap), snap_state)
+
+    def damaged(self, how):
+        img = self.base()
+        snap = self.saved(img)
+        size = os.path.getsize(snap)
+        with open(snap, "r+b") as f:
+            how(f, size)
+        self.protect(snap)
+        vm = self.qemu([DRIVE % img], name="damaged")
+        out = vm.hmp.cmd("loadvm ready")
+        self.assertTrue(vm.alive())
+        self.assertIn("VM status", vm.hmp.cmd("info status"))
+        self.assertTrue(ok(vm.qemu_io("virtio0", "write -P 1 0 512")))
+        vm.quit()
+        vm = self.qemu([DRIVE % img], extra=["-loadvm", "ready"],
+                       name="damaged2", wait=False)
+        vm.proc.wait(60)
+        self.assertNotEqual(vm.proc.returncode, 0)
+        return out + vm.output()
+
+    def test_corrupt_header_is_refused(self):
+        def flip(f, size):
+            f.seek(40)
+            b = f.read(1)
+            f.seek(40)
+            f.write(bytes([b[0] ^ 0xff]))
+        out = self.damaged(flip)
+        self.assertRegex(out, r"(?i)(checksum|corrupt|invalid)")
+
+    def test_truncated_file_is_refused(self):
+        out = self.damaged(lambda f, size: f.truncate(size // 2))
+        self.assertRegex(out, r"(?i)(truncat|short|corrupt|invalid)")
+
+    def test_corrupt_vm_state_is_refused(self):
+        def flip_late(f, size):
+            # Somewhere in the compressed VM state or the sector data.
+            for off in range(8192, size, 65536):
+                f.seek(off)
+                b = f.read(1)
+                f.seek(off)
+                f.write(bytes([b[0] ^ 0x55]))
+        out = self.damaged(flip_late)
+        self.assertRegex(out, r"(?i)(checksum|corrupt|invalid|error)")
+
+    def test_qemu_img_snapshot_commands(self):
+        img = self.base()
+        s2e("qemu-img", "snapshot", "-c", "disk1", img)
+        self.assertTrue(os.path.exists(img + ".disk1"))
+        out = s2e("qemu-img", "snapshot", "-l", img).stdout
+        self.assertIn("disk1", out)
+        s2e("qemu-img", "snapshot", "-a", "disk1", img)
+        s2e("qemu-img", "snapshot", "-d", "disk1", img)
+        self.assertFalse(os.path.exists(img + ".disk1"))
+        p = s2e("qemu-img", "snapshot", "-d", "disk1", img, check=False)
+        self.assertNotEqual(p.returncode, 0)
+
+    def test_kill_during_savevm_leaves_old_or_none(self):
+        """kill -9 at several points of a savevm: afterwards IMAGE.ready is
+        either the old snapshot (byte for byte) or a complete new one; it
+        never exists half-written, and whatever exists loads right.  Guest
+        RAM holds 64 MiB of random data so that a savevm lasts long enough
+        to be interrupted at different stages."""
+        img = self.base()
+        ram = os.path.join(self.tmp, "ram.bin")
+        with open(ram, "wb") as f:
+            f.write(os.urandom(64 * MiB))
+        extra = ["-m", "256", "-device",
+                 "loader,file=%s,addr=0x1000000,force-raw=on" % ram]
+        seed = int(os.environ.get("S2E_TEST_SEED", "0")) or random.randrange(1 << 30)
+        print("kill-test seed: S2E_TEST_SEED=%d" % seed)
+        rng = random.Random(seed)
+        vm = self.qemu([DRIVE % img], extra=extra, name="first")
+        old = self.saved(img, vm=vm)
+        old_state = file_state(old)
+        outcomes = []
+        for attempt in range(5):
+            value = 0x60 + attempt
+            vm = self.qemu([DRIVE % img], extra=extra,
+                           name="kill%d" % attempt)
+            vm.qemu_io("virtio0", "write -P 0x%02x 0 1M" % value)
+            vm.hmp.sock.sendall(b"savevm ready\n")
+            time.sleep(0.1 + rng.uniform(0.0, 1.2) * attempt / 2)
+            mid_save = bool(glob.glob(os.path.join(self.tmp, ".*")))
+            vm.kill()
+            # Other files beside the image are never touched by savevm.
+            self.assertEqual(file_state(img), self.bases[img])
+            if not os.path.exists(old):
+                # QEMU's savevm deletes the old snapshot first: "none".
+                outcomes.append("none" + ("(mid-save)" if mid_save else ""))
+                p = s2e("qemu-img", "snapshot", "-l", img)
+                self.assertNotIn("ready", p.stdout)
+                resume = self.qemu([DRIVE % img], extra=extra,
+                                   name="after%d" % attempt)
+                self.write_patterns(resume)
+                self.assertEqual(resume.hmp.cmd("savevm ready", timeout=300),
+                                 "")
+                old_state = file_state(old)
+                resume.quit()
+                continue
+            now = file_state(old)
+            resume = self.qemu([DRIVE % img], extra=extra + ["-loadvm",
+                                                             "ready"],
+                               name="after%d" % attempt)
+            if now == old_state:
+                outcomes.append("old" + ("(mid-save)" if mid_save else ""))
+                self.assert_patterns(resume)
+            else:
+                outcomes.append("new")
+                out = resume.qemu_io("virtio0", "read -P 0x%02x 0 1M" % value)
+                self.assertTrue(ok(out), out)
+                self.write_patterns(resume)
+                self.assertEqual(resume.hmp.cmd("savevm ready", timeout=300),
+                                 "")
+                old_state = file_state(old)
+            resume.quit()
+        print("kill outcomes:", outcomes)
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
