@@ -15,6 +15,18 @@
  *
  * Units: sectors are 512 bytes (S2E_SECTOR_SIZE from overlay.h); VM state
  * positions and lengths are in bytes.
+ *
+ * Negative errno values returned with each error code:
+ *   IO: the errno of the failed call     NOT_FOUND: -ENOENT
+ *   BAD_VERSION, FEATURES: -ENOTSUP      CHECKSUM: -EIO
+ *   BASE_CHANGED: -ESTALE                LIMIT: -EFBIG
+ *   TRUNCATED, BAD_MAGIC, CORRUPT, INVALID: -EINVAL
+ *
+ * Threads: a writer is used by one thread at a time.  An open snapshot's
+ * info, extent lookups and s2e_snapshot_read_sectors() may be used from
+ * any number of threads at once (they only read); the VM state functions
+ * keep a one-chunk cache and need one thread at a time.  There is no
+ * global mutable state: any number of writers and snapshots may coexist.
  */
 #ifndef S2E_BLOCK_SNAPSHOT_H
 #define S2E_BLOCK_SNAPSHOT_H
@@ -58,9 +70,14 @@ typedef struct S2EBaseIdentity {
     uint32_t mtime_nsec;
 } S2EBaseIdentity;
 
-/* Fill @id from a local file (stat()).  -errno and *error on failure. */
+/* Fill @id from a local file (stat(), following symbolic links): its
+ * size and its mtime to the nanosecond.  -errno and *error on failure. */
 int s2e_base_identity_from_path(const char *path, S2EBaseIdentity *id,
                                 GError **error);
+
+/* "2024-05-01 12:00:00.123456789 +0200" (local time) for a timestamp, or
+ * "@SECONDS.NANOSECONDS" when it cannot be represented.  g_free() it. */
+char *s2e_snapshot_format_time(int64_t sec, uint32_t nsec);
 
 /* QEMU's snapshot info, as recorded in the file. */
 typedef struct S2ESnapshotInfo {
@@ -94,6 +111,18 @@ S2ESnapshotWriter *s2e_snapshot_writer_new(const char *dir,
                                            uint64_t disk_sectors,
                                            GError **error);
 
+/* Options, to be set before the first s2e_snapshot_writer_put_vmstate().
+ * The zlib level (0..9) of the VM state defaults to 1, or to the value of
+ * the environment variable S2E_SNAPSHOT_ZLIB_LEVEL when the writer is
+ * created.  The chunk size (uncompressed bytes per independently
+ * compressed chunk; a power of two from 4 KiB to 16 MiB) defaults to
+ * 1 MiB; it bounds the writer's and the reader's memory use.  Both return
+ * 0 or -EINVAL (INVALID) for a bad value or a late call. */
+int s2e_snapshot_writer_set_zlib_level(S2ESnapshotWriter *w, int level,
+                                       GError **error);
+int s2e_snapshot_writer_set_chunk_size(S2ESnapshotWriter *w,
+                                       uint32_t chunk_size, GError **error);
+
 /* Append VM state bytes.  @pos must equal the number of bytes appended so
  * far (QEMU streams sequentially from 0).  Memory use stays bounded (one
  * compression chunk) whatever the total size. */
@@ -101,8 +130,15 @@ int s2e_snapshot_writer_put_vmstate(S2ESnapshotWriter *w, uint64_t pos,
                                     const void *buf, size_t len,
                                     GError **error);
 
-/* Append dirty sectors.  Calls must come in ascending, non-overlapping
- * sector order, inside the disk. */
+/* Append dirty sectors (@count * 512 bytes at @data).  Calls must come in
+ * ascending, non-overlapping sector order, inside the disk.  VM state and
+ * sectors may be appended in any interleaving.  A @count of 0 does
+ * nothing.
+ *
+ * Failures of these calls: a bad argument (INVALID, LIMIT) leaves the
+ * writer as it was; an I/O error makes it dead: its temporary file is
+ * removed at once and every later call fails; abort it (or commit, which
+ * fails) to free it. */
 int s2e_snapshot_writer_add_sectors(S2ESnapshotWriter *w, uint64_t sector,
                                     uint64_t count, const void *data,
                                     GError **error);
@@ -111,7 +147,10 @@ int s2e_snapshot_writer_add_sectors(S2ESnapshotWriter *w, uint64_t sector,
  * must be in the writer's directory), fsync the directory.  @info's
  * vm_state_size, disk_sectors and dirty_sectors are filled by the writer.
  * The writer is freed whatever the outcome; on failure the temporary file
- * is removed and any existing @final_path is left as it was. */
+ * is removed and any existing @final_path is left as it was.  One
+ * exception: when only the final fsync of the directory fails, the new
+ * snapshot is already in place (and readable) but may not survive a crash;
+ * the error message says so. */
 int s2e_snapshot_writer_commit(S2ESnapshotWriter *w, const char *final_path,
                                const S2ESnapshotInfo *info, GError **error);
 
@@ -126,7 +165,10 @@ typedef struct S2ESnapshot S2ESnapshot;
  * header checksum, every offset/length against the file size, the index.
  * When @base is not NULL, also refuse (S2E_SNAPSHOT_ERROR_BASE_CHANGED)
  * if the recorded base identity differs from @base; @image_label names the
- * base image in that message.  The file is opened read-only. */
+ * base image in that message.  The checks run in the order given in
+ * docs/snapshot-format.md ("Validation"), each with its own error code
+ * (NOT_FOUND when there is no such file).  The file is opened read-only
+ * with O_CLOEXEC; only the header and the indexes are read. */
 S2ESnapshot *s2e_snapshot_open(const char *path, const char *image_label,
                                const S2EBaseIdentity *base, GError **error);
 void s2e_snapshot_close(S2ESnapshot *snap);   /* NULL accepted */
@@ -135,13 +177,40 @@ const S2ESnapshotInfo *s2e_snapshot_get_info(const S2ESnapshot *snap);
 const S2EBaseIdentity *s2e_snapshot_get_base(const S2ESnapshot *snap);
 const char *s2e_snapshot_get_path(const S2ESnapshot *snap);
 
+/* The base identity check of s2e_snapshot_open(), for a snapshot opened
+ * with @base NULL: 0, or -ESTALE and BASE_CHANGED with a message naming
+ * @image_label, the snapshot, both sizes or timestamps and the remedy.
+ * When either side has no mtime, only the sizes are compared. */
+int s2e_snapshot_check_base(const S2ESnapshot *snap, const char *image_label,
+                            const S2EBaseIdentity *base, GError **error);
+
+/* How the file is laid out (for tools and statistics). */
+typedef struct S2ESnapshotLayout {
+    uint32_t version;
+    uint32_t header_length;       /* bytes, fixed part + name + id */
+    uint64_t incompatible_features;
+    uint64_t compatible_features;
+    uint64_t file_size;           /* bytes */
+    uint32_t chunk_size;          /* uncompressed bytes per VM state chunk */
+    uint64_t chunk_count;
+    uint64_t vm_state_stored;     /* bytes of VM state in the file */
+    uint64_t extent_count;        /* runs of dirty sectors */
+} S2ESnapshotLayout;
+
+void s2e_snapshot_get_layout(const S2ESnapshot *snap,
+                             S2ESnapshotLayout *layout);
+
 /* Whether the run at @sector is stored in the snapshot; its length in
- * *count (1 .. max_count).  Returns true when stored. */
+ * *count (1 .. max_count).  Returns true when stored.  A sector at or past
+ * the disk end is not stored (*count = max_count); *count = 0 when
+ * @max_count is 0. */
 bool s2e_snapshot_extent(const S2ESnapshot *snap, uint64_t sector,
                          uint64_t max_count, uint64_t *count);
 
-/* Read stored sectors (every sector of the range must be stored) with
- * pread.  -errno and *error on failure. */
+/* Read stored sectors (every sector of the range must be stored, else
+ * -EINVAL and INVALID) with pread.  Sector data is not checksummed on this
+ * path (s2e_snapshot_verify_all() checks it).  -errno and *error on
+ * failure. */
 int s2e_snapshot_read_sectors(const S2ESnapshot *snap, uint64_t sector,
                               uint64_t count, void *buf, GError **error);
 
@@ -150,8 +219,9 @@ int s2e_snapshot_read_sectors(const S2ESnapshot *snap, uint64_t sector,
 int s2e_snapshot_read_vmstate(S2ESnapshot *snap, uint64_t pos, void *buf,
                               size_t len, GError **error);
 
-/* Check everything: every chunk checksum and decompression, sector data
- * readable.  Used by `s2e-snapshot verify`. */
+/* Check everything: every chunk checksum and decompression, every
+ * extent's data checksum.  Used by `s2e-snapshot verify`.  Reads the
+ * whole file in bounded steps. */
 int s2e_snapshot_verify_all(S2ESnapshot *snap, GError **error);
 
 /* ---- Listing ------------------------------------------------------------ */
@@ -164,9 +234,12 @@ typedef struct S2ESnapshotEntry {
     char *problem;         /* why not valid, or NULL */
 } S2ESnapshotEntry;
 
-/* Every file "<base name of image>.*" in @snapshot_dir (or the image's
- * directory when NULL) that starts with the snapshot magic; files without
- * the magic are not snapshots and are skipped.  Sorted by name. Returns a
+/* Every regular file "<base name of image>.NAME" in @snapshot_dir (or the
+ * image's directory when NULL) that starts with the snapshot magic; files
+ * without the magic (the image itself, the writer's temporary files,
+ * anything else) are not snapshots and are skipped.  `valid` says whether
+ * the file opens (s2e_snapshot_open() without a base); the base identity
+ * is not checked here.  Sorted by name. Returns a
  * GPtrArray of S2ESnapshotEntry* with a free function set, or NULL and
  * *error when the directory cannot be read. */
 GPtrArray *s2e_snapshot_list(const char *image_path, const char *snapshot_dir,

@@ -1,0 +1,159 @@
+/*
+ * I/O primitives of the snapshot module, with a fault hook.
+ *
+ * The writer and the reader do every system call that can fail through
+ * this file.  Each call is one "step" (S2ESnapIOStep): before running it,
+ * the optional hook of the S2ESnapIO given at creation time is asked
+ * whether to fail it (with any errno) or to make it short.  In normal
+ * operation the hook is NULL and this is a thin layer over pread, pwrite,
+ * fsync and close that retries EINTR and short transfers.
+ *
+ * There is no global state: the hook travels with each writer or reader,
+ * so tests inject faults into one writer while others run undisturbed.
+ *
+ *   caller ---> s2e_snap_pwrite_full(io, step, ...)
+ *                 loop: io->fault(step, &len) -> 0 | -errno (stop)
+ *                       pwrite(fd, buf, len)  -> n | -1 (EINTR: again)
+ *
+ * A write that makes no progress (pwrite returning 0) is an error (-EIO):
+ * the loop never spins.  A read that reaches end of file returns -ENODATA
+ * so the reader can tell "truncated while open" from an I/O error.
+ */
+#include "snapshot-int.h"
+
+#include <errno.h>
+#include <unistd.h>
+
+static const char *const step_names[S2E_SNAP_IO__MAX] = {
+    [S2E_SNAP_IO_OPEN_DIR] = "open-dir",
+    [S2E_SNAP_IO_CREATE] = "create",
+    [S2E_SNAP_IO_WRITE_VMSTATE] = "write-vmstate",
+    [S2E_SNAP_IO_WRITE_SECTORS] = "write-sectors",
+    [S2E_SNAP_IO_WRITE_INDEX] = "write-index",
+    [S2E_SNAP_IO_WRITE_HEADER] = "write-header",
+    [S2E_SNAP_IO_FSYNC] = "fsync",
+    [S2E_SNAP_IO_CLOSE] = "close",
+    [S2E_SNAP_IO_RENAME] = "rename",
+    [S2E_SNAP_IO_FSYNC_DIR] = "fsync-dir",
+    [S2E_SNAP_IO_OPEN] = "open",
+    [S2E_SNAP_IO_READ] = "read",
+};
+
+const char *s2e_snap_io_step_name(S2ESnapIOStep step)
+{
+    if ((unsigned)step >= S2E_SNAP_IO__MAX) {
+        return "?";
+    }
+    return step_names[step];
+}
+
+int s2e_snap_io_fault(const S2ESnapIO *io, S2ESnapIOStep step, size_t *len)
+{
+    size_t dummy = 0;
+    int ret;
+
+    if (!io || !io->fault) {
+        return 0;
+    }
+    ret = io->fault(io->opaque, step, len ? len : &dummy);
+    return ret < 0 ? ret : 0;
+}
+
+int s2e_snap_pwrite_full(const S2ESnapIO *io, S2ESnapIOStep step, int fd,
+                         const void *buf, size_t len, uint64_t off)
+{
+    const uint8_t *p = buf;
+
+    while (len > 0) {
+        size_t n = len;
+        ssize_t done;
+        int ret = s2e_snap_io_fault(io, step, &n);
+
+        if (ret < 0) {
+            return ret;
+        }
+        if (n > len) {
+            n = len;
+        }
+        if (off > (uint64_t)INT64_MAX - n) {
+            return -EFBIG;
+        }
+        done = n ? pwrite(fd, p, n, (off_t)off) : 0;
+        if (done < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -errno;
+        }
+        if (done == 0) {
+            return -EIO;
+        }
+        p += done;
+        off += (uint64_t)done;
+        len -= (size_t)done;
+    }
+    return 0;
+}
+
+int s2e_snap_pread_full(const S2ESnapIO *io, int fd, void *buf, size_t len,
+                        uint64_t off)
+{
+    uint8_t *p = buf;
+
+    while (len > 0) {
+        size_t n = len;
+        ssize_t done;
+        int ret = s2e_snap_io_fault(io, S2E_SNAP_IO_READ, &n);
+
+        if (ret < 0) {
+            return ret;
+        }
+        if (n > len) {
+            n = len;
+        }
+        if (off > (uint64_t)INT64_MAX - n) {
+            return -ENODATA;
+        }
+        done = n ? pread(fd, p, n, (off_t)off) : 0;
+        if (done < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -errno;
+        }
+        if (done == 0) {
+            return -ENODATA;
+        }
+        p += done;
+        off += (uint64_t)done;
+        len -= (size_t)done;
+    }
+    return 0;
+}
+
+int s2e_snap_io_fsync(const S2ESnapIO *io, S2ESnapIOStep step, int fd)
+{
+    int ret = s2e_snap_io_fault(io, step, NULL);
+
+    if (ret < 0) {
+        return ret;
+    }
+    while (fsync(fd) < 0) {
+        if (errno != EINTR) {
+            return -errno;
+        }
+    }
+    return 0;
+}
+
+/* The descriptor is released whatever the outcome (also when the hook
+ * makes the step fail): a failed close must not leak it. */
+int s2e_snap_io_close(const S2ESnapIO *io, int fd)
+{
+    int ret = s2e_snap_io_fault(io, S2E_SNAP_IO_CLOSE, NULL);
+
+    if (close(fd) < 0 && ret == 0 && errno != EINTR) {
+        ret = -errno;
+    }
+    return ret;
+}

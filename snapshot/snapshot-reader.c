@@ -1,0 +1,585 @@
+/*
+ * The snapshot reader: a validated, read-only view of a snapshot file.
+ *
+ * Opening reads the header page and the two indexes, and nothing else;
+ * sector data and VM state stay in the file and are read on demand:
+ *
+ *   open:   fstat -> size >= 4 KiB -> header page -> s2e_snap_header_decode
+ *           -> chunk index (crc, entries) -> extent index (crc, entries)
+ *           -> regions disjoint -> base identity (when asked)
+ *   sectors: binary search of the extent index -> pread of the data
+ *   VM state: chunk = pos / chunk_size -> pread -> crc -> inflate into a
+ *             one-chunk cache -> copy; bytes past the end read as zeroes
+ *
+ * Sector data is stored uncompressed and placed so that guest pages are
+ * file pages; reading it with pread through the page cache shares it
+ * between every process that loaded the same snapshot.  pread keeps no
+ * file offset, so the descriptor (O_CLOEXEC) is safe to share between
+ * threads and across fork().
+ *
+ * Invariants after a successful open: every table entry was bounded by the
+ * file size before anything was allocated from it; every region (header
+ * page, chunks, extents' data, indexes) lies inside the file and no two
+ * overlap; extents are sorted, disjoint, inside the disk, and add up to
+ * the header's dirty sector count; the chunk count matches the VM state
+ * size.  Later reads re-check what can still go wrong: the file may be
+ * truncated or damaged under us (-> TRUNCATED, CHECKSUM, CORRUPT, IO).
+ *
+ * Limits: sector data has no checksum on the lazy read path (a per-extent
+ * checksum is verified by s2e_snapshot_verify_all()); the VM state cache
+ * makes the VM state functions single-threaded per snapshot.
+ */
+#include "snapshot-int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define NO_CHUNK UINT64_MAX
+#define VERIFY_STEP (1024u * 1024)
+
+struct S2ESnapshot {
+    S2ESnapIO io;
+    char *path;
+    int fd;
+    S2ESnapHeader h;
+    S2ESnapChunk *chunks;
+    S2ESnapExtent *extents;
+    uint64_t vm_state_stored;
+
+    uint64_t cached;          /* chunk in cache, or NO_CHUNK */
+    uint8_t *cache;           /* chunk_size bytes, allocated at first use */
+    uint8_t *zbuf;            /* chunk_size bytes */
+    z_stream zs;
+    bool zs_ready;
+};
+
+/* ---- Reading helpers ---------------------------------------------------- */
+
+static int read_error(const S2ESnapshot *snap, int ret, const char *what,
+                      GError **error)
+{
+    if (ret == -ENODATA) {
+        return s2e_snap_error(error, S2E_SNAPSHOT_ERROR_TRUNCATED,
+                              "Snapshot file '%s' ended before its %s "
+                              "(was it truncated?)", snap->path, what);
+    }
+    return s2e_snap_error_errno(error, -ret, "Cannot read the %s of "
+                                "snapshot file '%s'", what, snap->path);
+}
+
+static int read_at(const S2ESnapshot *snap, void *buf, size_t len,
+                   uint64_t off, const char *what, GError **error)
+{
+    int ret = s2e_snap_pread_full(&snap->io, snap->fd, buf, len, off);
+
+    return ret < 0 ? read_error(snap, ret, what, error) : 0;
+}
+
+/* ---- Open --------------------------------------------------------------- */
+
+static int open_file(S2ESnapshot *snap, uint64_t *size, GError **error)
+{
+    struct stat st;
+    int ret = s2e_snap_io_fault(&snap->io, S2E_SNAP_IO_OPEN, NULL);
+
+    if (ret == 0) {
+        snap->fd = open(snap->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        ret = snap->fd < 0 ? -errno : 0;
+    }
+    if (ret == 0 && fstat(snap->fd, &st) < 0) {
+        ret = -errno;
+    }
+    if (ret < 0) {
+        return s2e_snap_error_errno(error, -ret, "Cannot open snapshot file "
+                                    "'%s'", snap->path);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        return s2e_snap_error(error, S2E_SNAPSHOT_ERROR_BAD_MAGIC,
+                              "'%s' is not an s2e snapshot file (not a "
+                              "regular file)", snap->path);
+    }
+    *size = (uint64_t)st.st_size;
+    if (*size < S2E_SNAP_HEADER_AREA) {
+        return s2e_snap_error(error, S2E_SNAPSHOT_ERROR_TRUNCATED,
+                              "Snapshot file '%s' is truncated: %"
+                              G_GUINT64_FORMAT " bytes, less than its %u-byte "
+                              "header", snap->path, *size,
+                              S2E_SNAP_HEADER_AREA);
+    }
+    return 0;
+}
+
+static int read_header(S2ESnapshot *snap, uint64_t size, GError **error)
+{
+    uint8_t *page = g_malloc(S2E_SNAP_HEADER_AREA);
+    int ret = read_at(snap, page, S2E_SNAP_HEADER_AREA, 0, "header", error);
+
+    if (ret == 0) {
+        ret = s2e_snap_header_decode(page, size, snap->path, &snap->h, error);
+    }
+    g_free(page);
+    return ret;
+}
+
+/* Read an index of @count entries of @entry_size bytes (bounded by the
+ * file size by the header checks) and verify its checksum. */
+static uint8_t *read_index(S2ESnapshot *snap, uint64_t offset, uint64_t count,
+                           uint32_t entry_size, uint32_t crc,
+                           const char *what, GError **error)
+{
+    size_t len = (size_t)(count * entry_size);
+    uint8_t *buf = g_try_malloc(len ? len : 1);
+    uint32_t got;
+
+    if (!buf) {
+        s2e_snap_error(error, S2E_SNAPSHOT_ERROR_LIMIT, "Not enough memory "
+                       "for the %s of snapshot file '%s'", what, snap->path);
+        return NULL;
+    }
+    if (read_at(snap, buf, len, offset, what, error) < 0) {
+        g_free(buf);
+        return NULL;
+    }
+    got = s2e_snap_crc32(0, buf, len);
+    if (got != crc) {
+        s2e_snap_error(error, S2E_SNAPSHOT_ERROR_CHECKSUM, "Snapshot file "
+                       "'%s' has a damaged %s (checksum 0x%08x, expected "
+                       "0x%08x)", snap->path, what, got, crc);
+        g_free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+static int load_chunks(S2ESnapshot *snap, GError **error)
+{
+    const S2ESnapHeader *h = &snap->h;
+    const char *what = "VM state chunk index";
+    uint8_t *buf = read_index(snap, h->chunk_index_offset, h->chunk_count,
+                              S2E_SNAP_CHUNK_ENTRY_SIZE, h->chunk_index_crc,
+                              what, error);
+    int ret;
+
+    if (!buf) {
+        return -EINVAL;
+    }
+    snap->chunks = g_try_new(S2ESnapChunk, h->chunk_count ? h->chunk_count
+                                                          : 1);
+    ret = snap->chunks ? s2e_snap_chunks_decode(buf, h, snap->path,
+                                                snap->chunks, error)
+                       : s2e_snap_error(error, S2E_SNAPSHOT_ERROR_LIMIT,
+                                        "Not enough memory for the %s of "
+                                        "snapshot file '%s'", what,
+                                        snap->path);
+    g_free(buf);
+    for (uint64_t i = 0; ret == 0 && i < h->chunk_count; i++) {
+        snap->vm_state_stored += snap->chunks[i].stored_len;
+    }
+    return ret;
+}
+
+static int load_extents(S2ESnapshot *snap, GError **error)
+{
+    const S2ESnapHeader *h = &snap->h;
+    const char *what = "dirty sector index";
+    uint8_t *buf = read_index(snap, h->extent_index_offset, h->extent_count,
+                              S2E_SNAP_EXTENT_ENTRY_SIZE,
+                              h->extent_index_crc, what, error);
+    int ret;
+
+    if (!buf) {
+        return -EINVAL;
+    }
+    snap->extents = g_try_new(S2ESnapExtent, h->extent_count
+                                             ? h->extent_count : 1);
+    ret = snap->extents ? s2e_snap_extents_decode(buf, h, snap->path,
+                                                  snap->extents, error)
+                        : s2e_snap_error(error, S2E_SNAPSHOT_ERROR_LIMIT,
+                                         "Not enough memory for the %s of "
+                                         "snapshot file '%s'", what,
+                                         snap->path);
+    g_free(buf);
+    return ret;
+}
+
+static int snapshot_load(S2ESnapshot *snap, const char *image_label,
+                         const S2EBaseIdentity *base, GError **error)
+{
+    uint64_t size = 0;
+    int ret;
+
+    if ((ret = open_file(snap, &size, error)) < 0 ||
+        (ret = read_header(snap, size, error)) < 0 ||
+        (ret = load_chunks(snap, error)) < 0 ||
+        (ret = load_extents(snap, error)) < 0 ||
+        (ret = s2e_snap_check_regions(&snap->h, snap->chunks, snap->extents,
+                                      snap->path, error)) < 0) {
+        return ret;
+    }
+    if (base) {
+        return s2e_snapshot_check_base(snap, image_label, base, error);
+    }
+    return 0;
+}
+
+S2ESnapshot *s2e_snapshot_open_io(const char *path, const char *image_label,
+                                  const S2EBaseIdentity *base,
+                                  const S2ESnapIO *io, GError **error)
+{
+    S2ESnapshot *snap;
+
+    if (!path || !*path) {
+        s2e_snap_error(error, S2E_SNAPSHOT_ERROR_INVALID,
+                       "No snapshot file name given");
+        return NULL;
+    }
+    snap = g_new0(S2ESnapshot, 1);
+    snap->io = io ? *io : (S2ESnapIO){ 0 };
+    snap->path = g_strdup(path);
+    snap->fd = -1;
+    snap->cached = NO_CHUNK;
+    if (snapshot_load(snap, image_label, base, error) < 0) {
+        s2e_snapshot_close(snap);
+        return NULL;
+    }
+    return snap;
+}
+
+S2ESnapshot *s2e_snapshot_open(const char *path, const char *image_label,
+                               const S2EBaseIdentity *base, GError **error)
+{
+    return s2e_snapshot_open_io(path, image_label, base, NULL, error);
+}
+
+void s2e_snapshot_close(S2ESnapshot *snap)
+{
+    if (!snap) {
+        return;
+    }
+    if (snap->fd >= 0) {
+        close(snap->fd);
+    }
+    if (snap->zs_ready) {
+        inflateEnd(&snap->zs);
+    }
+    g_free(snap->cache);
+    g_free(snap->zbuf);
+    g_free(snap->chunks);
+    g_free(snap->extents);
+    g_free(snap->path);
+    g_free(snap);
+}
+
+/* ---- Accessors ---------------------------------------------------------- */
+
+const S2ESnapshotInfo *s2e_snapshot_get_info(const S2ESnapshot *snap)
+{
+    return &snap->h.info;
+}
+
+const S2EBaseIdentity *s2e_snapshot_get_base(const S2ESnapshot *snap)
+{
+    return &snap->h.base;
+}
+
+const char *s2e_snapshot_get_path(const S2ESnapshot *snap)
+{
+    return snap->path;
+}
+
+void s2e_snapshot_get_layout(const S2ESnapshot *snap,
+                             S2ESnapshotLayout *layout)
+{
+    *layout = (S2ESnapshotLayout){
+        .version = snap->h.version,
+        .header_length = (uint32_t)s2e_snap_header_total_len(&snap->h),
+        .incompatible_features = snap->h.incompatible_features,
+        .compatible_features = snap->h.compatible_features,
+        .file_size = snap->h.file_size,
+        .chunk_size = snap->h.chunk_size,
+        .chunk_count = snap->h.chunk_count,
+        .vm_state_stored = snap->vm_state_stored,
+        .extent_count = snap->h.extent_count,
+    };
+}
+
+const S2ESnapExtent *s2e_snapshot_extents(const S2ESnapshot *snap,
+                                          uint64_t *count)
+{
+    *count = snap->h.extent_count;
+    return snap->extents;
+}
+
+int s2e_snapshot_check_base(const S2ESnapshot *snap, const char *image_label,
+                            const S2EBaseIdentity *base, GError **error)
+{
+    if (!base) {
+        return s2e_snap_error(error, S2E_SNAPSHOT_ERROR_INVALID,
+                              "No base image identity to check snapshot "
+                              "'%s' against", snap->path);
+    }
+    return s2e_snap_compare_base(snap->path, image_label, &snap->h.base, base,
+                                 error);
+}
+
+/* ---- Sectors ------------------------------------------------------------ */
+
+/* Index of the first extent ending after @sector (extent_count if none). */
+static uint64_t extent_search(const S2ESnapshot *snap, uint64_t sector)
+{
+    uint64_t lo = 0, hi = snap->h.extent_count;
+
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        const S2ESnapExtent *e = &snap->extents[mid];
+
+        if (e->sector + e->count <= sector) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+bool s2e_snapshot_extent(const S2ESnapshot *snap, uint64_t sector,
+                         uint64_t max_count, uint64_t *count)
+{
+    uint64_t i, end, n = snap->h.extent_count;
+
+    *count = max_count;
+    if (max_count == 0 || sector >= snap->h.info.disk_sectors) {
+        return false;
+    }
+    i = extent_search(snap, sector);
+    if (i == n || snap->extents[i].sector > sector) {
+        uint64_t next = i == n ? snap->h.info.disk_sectors
+                               : snap->extents[i].sector;
+        *count = MIN(max_count, next - sector);
+        return false;
+    }
+    /* Stored: extend over directly following extents. */
+    end = snap->extents[i].sector + snap->extents[i].count;
+    while (++i < n && snap->extents[i].sector == end &&
+           end - sector < max_count) {
+        end += snap->extents[i].count;
+    }
+    *count = MIN(max_count, end - sector);
+    return true;
+}
+
+static int not_stored(const S2ESnapshot *snap, uint64_t sector,
+                      GError **error)
+{
+    return s2e_snap_error(error, S2E_SNAPSHOT_ERROR_INVALID,
+                          "Sector %" G_GUINT64_FORMAT " is not stored in "
+                          "snapshot file '%s'", sector, snap->path);
+}
+
+int s2e_snapshot_read_sectors(const S2ESnapshot *snap, uint64_t sector,
+                              uint64_t count, void *buf, GError **error)
+{
+    uint8_t *p = buf;
+    uint64_t i;
+
+    if (count == 0) {
+        return 0;
+    }
+    if (sector >= snap->h.info.disk_sectors ||
+        count > snap->h.info.disk_sectors - sector ||
+        count > SIZE_MAX / S2E_SNAP_SECTOR_SIZE) {
+        return s2e_snap_error(error, S2E_SNAPSHOT_ERROR_INVALID,
+                              "Sectors %" G_GUINT64_FORMAT "+%"
+                              G_GUINT64_FORMAT " are outside the disk of "
+                              "snapshot file '%s'", sector, count,
+                              snap->path);
+    }
+    i = extent_search(snap, sector);
+    while (count > 0) {
+        const S2ESnapExtent *e = &snap->extents[i];
+        uint64_t n;
+        int ret;
+
+        if (i == snap->h.extent_count || e->sector > sector) {
+            return not_stored(snap, sector, error);
+        }
+        n = MIN(count, e->sector + e->count - sector);
+        ret = read_at(snap, p, (size_t)n * S2E_SNAP_SECTOR_SIZE,
+                      e->offset + (sector - e->sector) * S2E_SNAP_SECTOR_SIZE,
+                      "sector data", error);
+        if (ret < 0) {
+            return ret;
+        }
+        p += n * S2E_SNAP_SECTOR_SIZE;
+        sector += n;
+        count -= n;
+        i++;
+    }
+    return 0;
+}
+
+/* ---- VM state ----------------------------------------------------------- */
+
+static int alloc_cache(S2ESnapshot *snap, GError **error)
+{
+    if (!snap->cache) {
+        snap->cache = g_try_malloc(snap->h.chunk_size);
+        snap->zbuf = g_try_malloc(snap->h.chunk_size);
+    }
+    if (!snap->zs_ready && inflateInit(&snap->zs) == Z_OK) {
+        snap->zs_ready = true;
+    }
+    if (!snap->cache || !snap->zbuf || !snap->zs_ready) {
+        return s2e_snap_error(error, S2E_SNAPSHOT_ERROR_LIMIT,
+                              "Not enough memory to read the VM state of "
+                              "snapshot file '%s'", snap->path);
+    }
+    return 0;
+}
+
+static int inflate_chunk(S2ESnapshot *snap, uint64_t i, uint32_t len,
+                         GError **error)
+{
+    const S2ESnapChunk *c = &snap->chunks[i];
+    int zret;
+
+    if (inflateReset(&snap->zs) != Z_OK) {
+        return s2e_snap_error(error, S2E_SNAPSHOT_ERROR_LIMIT,
+                              "Cannot decompress the VM state of snapshot "
+                              "file '%s'", snap->path);
+    }
+    snap->zs.next_in = snap->zbuf;
+    snap->zs.avail_in = c->stored_len;
+    snap->zs.next_out = snap->cache;
+    snap->zs.avail_out = len;
+    zret = inflate(&snap->zs, Z_FINISH);
+    if (zret != Z_STREAM_END || snap->zs.avail_out != 0 ||
+        snap->zs.avail_in != 0) {
+        return s2e_snap_error(error, S2E_SNAPSHOT_ERROR_CORRUPT,
+                              "Snapshot file '%s' is corrupt: VM state chunk "
+                              "%" G_GUINT64_FORMAT " does not decompress to "
+                              "%u bytes", snap->path, i, len);
+    }
+    return 0;
+}
+
+static int load_chunk(S2ESnapshot *snap, uint64_t i, GError **error)
+{
+    const S2ESnapChunk *c = &snap->chunks[i];
+    uint32_t len = s2e_snap_chunk_len(&snap->h, i);
+    bool raw = c->flags & S2E_SNAP_CHUNK_RAW;
+    uint8_t *dst;
+    uint32_t crc;
+    int ret;
+
+    if (snap->cached == i) {
+        return 0;
+    }
+    ret = alloc_cache(snap, error);
+    if (ret < 0) {
+        return ret;
+    }
+    snap->cached = NO_CHUNK;
+    dst = raw ? snap->cache : snap->zbuf;
+    ret = read_at(snap, dst, c->stored_len, c->offset, "VM state", error);
+    if (ret < 0) {
+        return ret;
+    }
+    crc = s2e_snap_crc32(0, dst, c->stored_len);
+    if (crc != c->crc) {
+        return s2e_snap_error(error, S2E_SNAPSHOT_ERROR_CHECKSUM,
+                              "Snapshot file '%s' is damaged: VM state chunk "
+                              "%" G_GUINT64_FORMAT " (offset %"
+                              G_GUINT64_FORMAT ") has checksum 0x%08x, "
+                              "expected 0x%08x", snap->path, i, c->offset,
+                              crc, c->crc);
+    }
+    if (!raw && (ret = inflate_chunk(snap, i, len, error)) < 0) {
+        return ret;
+    }
+    snap->cached = i;
+    return 0;
+}
+
+int s2e_snapshot_read_vmstate(S2ESnapshot *snap, uint64_t pos, void *buf,
+                              size_t len, GError **error)
+{
+    uint64_t size = snap->h.info.vm_state_size;
+    uint8_t *p = buf;
+
+    while (len > 0 && pos < size) {
+        uint64_t i = pos / snap->h.chunk_size;
+        uint32_t off = (uint32_t)(pos % snap->h.chunk_size);
+        size_t n = MIN(len, (size_t)(s2e_snap_chunk_len(&snap->h, i) - off));
+        int ret = load_chunk(snap, i, error);
+
+        if (ret < 0) {
+            return ret;
+        }
+        memcpy(p, snap->cache + off, n);
+        p += n;
+        pos += n;
+        len -= n;
+    }
+    if (len > 0) {
+        memset(p, 0, len);
+    }
+    return 0;
+}
+
+/* ---- Verification ------------------------------------------------------- */
+
+static int verify_extent(const S2ESnapshot *snap, uint64_t i, uint8_t *buf,
+                         GError **error)
+{
+    const S2ESnapExtent *e = &snap->extents[i];
+    uint64_t left = e->count * S2E_SNAP_SECTOR_SIZE;
+    uint64_t off = e->offset;
+    uint32_t crc = 0;
+
+    while (left > 0) {
+        size_t n = (size_t)MIN(left, (uint64_t)VERIFY_STEP);
+        int ret = read_at(snap, buf, n, off, "sector data", error);
+
+        if (ret < 0) {
+            return ret;
+        }
+        crc = s2e_snap_crc32(crc, buf, n);
+        off += n;
+        left -= n;
+    }
+    if (crc != e->crc) {
+        return s2e_snap_error(error, S2E_SNAPSHOT_ERROR_CHECKSUM,
+                              "Snapshot file '%s' is damaged: data of "
+                              "sectors %" G_GUINT64_FORMAT "+%"
+                              G_GUINT64_FORMAT " (offset %" G_GUINT64_FORMAT
+                              ") has checksum 0x%08x, expected 0x%08x",
+                              snap->path, e->sector, e->count, e->offset, crc,
+                              e->crc);
+    }
+    return 0;
+}
+
+int s2e_snapshot_verify_all(S2ESnapshot *snap, GError **error)
+{
+    uint8_t *buf;
+    int ret = 0;
+
+    for (uint64_t i = 0; i < snap->h.chunk_count && ret == 0; i++) {
+        snap->cached = NO_CHUNK;
+        ret = load_chunk(snap, i, error);
+    }
+    if (ret < 0 || snap->h.extent_count == 0) {
+        return ret;
+    }
+    buf = g_malloc(VERIFY_STEP);
+    for (uint64_t i = 0; i < snap->h.extent_count && ret == 0; i++) {
+        ret = verify_extent(snap, i, buf, error);
+    }
+    g_free(buf);
+    return ret;
+}
