@@ -192,6 +192,11 @@ static int s2e_open(BlockDriverState *bs, QDict *options, int flags,
         goto out;
     }
 
+    s2e_engine_detect(&s->engine);
+    if (s->engine.disk_rw) {
+        info_report("s2e: %s: the host's engine keeps disk writes "
+                    "(KVM_DISK_RW)", bs->filename);
+    }
     bs->supported_zero_flags = BDRV_REQ_MAY_UNMAP | BDRV_REQ_NO_FALLBACK;
     ret = 0;
 out:
@@ -267,10 +272,9 @@ static int s2e_read_layer(BDRVS2EState *s, uint64_t sector, uint64_t count,
 }
 
 /* Fill a run absent from the overlay: snapshot layer first, then base. */
-static int coroutine_fn s2e_read_below_overlay(BlockDriverState *bs,
-                                               uint64_t sector, uint64_t count,
-                                               QEMUIOVector *qiov,
-                                               size_t qiov_offset)
+int coroutine_fn s2e_read_below_overlay(BlockDriverState *bs, uint64_t sector,
+                                        uint64_t count, QEMUIOVector *qiov,
+                                        size_t qiov_offset)
 {
     BDRVS2EState *s = bs->opaque;
 
@@ -310,6 +314,9 @@ static int coroutine_fn s2e_co_preadv(BlockDriverState *bs, int64_t offset,
     if (ret < 0) {
         return ret;
     }
+    if (s->engine.disk_rw) {
+        return s2e_engine_co_preadv(bs, first, count, qiov);
+    }
 
     /* Lower layers first, one read per absent run; they may yield. */
     while (pos < count) {
@@ -345,6 +352,10 @@ static int coroutine_fn s2e_co_pwritev(BlockDriverState *bs, int64_t offset,
     if (ret < 0) {
         return ret;
     }
+    if (s->engine.disk_rw) {
+        return s2e_engine_co_pwritev(bs, offset / S2E_SECTOR_SIZE,
+                                     bytes / S2E_SECTOR_SIZE, qiov);
+    }
     return s2e_overlay_writev(s->overlay, offset / S2E_SECTOR_SIZE,
                               bytes / S2E_SECTOR_SIZE, qiov->iov, qiov->niov);
 }
@@ -359,6 +370,10 @@ static int coroutine_fn s2e_co_pwrite_zeroes(BlockDriverState *bs,
     if (ret < 0) {
         return ret;
     }
+    if (s->engine.disk_rw) {
+        return s2e_engine_co_pwritev(bs, offset / S2E_SECTOR_SIZE,
+                                     bytes / S2E_SECTOR_SIZE, NULL);
+    }
     return s2e_overlay_write_zeroes(s->overlay, offset / S2E_SECTOR_SIZE,
                                     bytes / S2E_SECTOR_SIZE);
 }
@@ -371,6 +386,10 @@ static int coroutine_fn s2e_co_pdiscard(BlockDriverState *bs, int64_t offset,
 
     if (ret < 0) {
         return ret;
+    }
+    if (s->engine.disk_rw) {
+        /* Discard is advisory; the engine's sectors stay as they are. */
+        return 0;
     }
     return s2e_overlay_discard(s->overlay, offset / S2E_SECTOR_SIZE,
                                bytes / S2E_SECTOR_SIZE);

@@ -15,6 +15,13 @@
 #include "s2e-block/overlay.h"
 #include "s2e-block/snapshot.h"
 
+/* S2E's engine, when the host process provides KVM_DISK_RW. */
+typedef int S2EDiskRwFn(void *buffer, uint64_t sector, int count,
+                        int is_write);
+typedef struct S2EEngine {
+    S2EDiskRwFn *disk_rw;    /* NULL: no engine, the driver keeps paths */
+} S2EEngine;
+
 typedef struct BDRVS2EState {
     /* This drive's view for the current execution path. */
     S2EOverlay *overlay;
@@ -31,6 +38,8 @@ typedef struct BDRVS2EState {
     char *image_path;        /* the base image as a local path */
     char *snapshot_dir;      /* the directory holding IMAGE.NAME files */
     bool base_is_local_file; /* identity includes the mtime */
+
+    S2EEngine engine;
 } BDRVS2EState;
 
 extern BlockDriver bdrv_s2e;
@@ -50,6 +59,19 @@ void s2e_snapshot_glue_close(BDRVS2EState *s);
 /* The base image's identity now (stat of the local file, or the size). */
 int s2e_current_base_identity(BlockDriverState *bs, S2EBaseIdentity *id,
                               Error **errp);
+
+/* block-s2e.c: fill sectors absent from the overlay (layer, then base). */
+int coroutine_fn s2e_read_below_overlay(BlockDriverState *bs, uint64_t sector,
+                                        uint64_t count, QEMUIOVector *qiov,
+                                        size_t qiov_offset);
+
+/* block-s2e-engine.c: S2E's KVM_DISK_RW contract. */
+void s2e_engine_detect(S2EEngine *engine);
+int coroutine_fn s2e_engine_co_preadv(BlockDriverState *bs, uint64_t sector,
+                                      uint64_t count, QEMUIOVector *qiov);
+/* @qiov NULL writes zeroes. */
+int coroutine_fn s2e_engine_co_pwritev(BlockDriverState *bs, uint64_t sector,
+                                       uint64_t count, QEMUIOVector *qiov);
 
 /* plugin-init.c: compare struct fields with QEMU's own accessors. */
 bool s2e_abi_check(BlockDriverState *bs, Error **errp);
