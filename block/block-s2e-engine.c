@@ -77,7 +77,8 @@ int coroutine_fn s2e_engine_co_preadv(BlockDriverState *bs, uint64_t sector,
     while (count > 0) {
         uint64_t n = MIN(count, S2E_ENGINE_CHUNK_SECTORS);
         size_t len = n * S2E_SECTOR_SIZE;
-        int ret = s2e_read_below_overlay(bs, sector, n, qiov, qiov_offset);
+        int ret = s2e_read_below_overlay(bs, s2e_cur_layer(s), sector, n, qiov,
+                                         qiov_offset);
 
         if (ret < 0) {
             return ret;

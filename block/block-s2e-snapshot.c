@@ -136,7 +136,9 @@ int coroutine_fn s2e_co_load_vmstate(BlockDriverState *bs, QEMUIOVector *qiov,
     GError *gerr = NULL;
     int ret;
 
-    if (!s->layer) {
+    S2ESnapshot *layer = s2e_cur_layer(s);
+
+    if (!layer) {
         error_report("s2e: no snapshot is loaded on '%s' to read VM state from",
                      s->image_path);
         return -EINVAL;
@@ -148,7 +150,7 @@ int coroutine_fn s2e_co_load_vmstate(BlockDriverState *bs, QEMUIOVector *qiov,
     if (!buf) {
         return -ENOMEM;
     }
-    ret = s2e_snapshot_read_vmstate(s->layer, pos, buf, qiov->size, &gerr);
+    ret = s2e_snapshot_read_vmstate(layer, pos, buf, qiov->size, &gerr);
     if (ret < 0) {
         error_report("s2e: %s", gerr->message);
         g_error_free(gerr);
@@ -158,8 +160,17 @@ int coroutine_fn s2e_co_load_vmstate(BlockDriverState *bs, QEMUIOVector *qiov,
     return 0;
 }
 
-/* Append @count sectors of one kind starting at @sector to the writer. */
-static int s2e_save_run(BDRVS2EState *s, S2EExtentKind kind, uint64_t sector,
+/* The view being saved: the current path's overlay and layer. */
+typedef struct S2ESaveView {
+    S2EOverlay *overlay;
+    S2ESnapshot *layer;
+    S2ESnapshotWriter *writer;
+    uint64_t nb_sectors;
+} S2ESaveView;
+
+/* Append @count sectors of one kind starting at @sector to the writer;
+ * ABSENT means "from the snapshot layer". */
+static int s2e_save_run(S2ESaveView *v, S2EExtentKind kind, uint64_t sector,
                         uint64_t count, uint8_t *buf, GError **gerr)
 {
     while (count > 0) {
@@ -167,7 +178,7 @@ static int s2e_save_run(BDRVS2EState *s, S2EExtentKind kind, uint64_t sector,
         int ret = 0;
 
         if (kind == S2E_EXTENT_DATA) {
-            ret = s2e_overlay_read(s->overlay, sector, n, buf);
+            ret = s2e_overlay_read(v->overlay, sector, n, buf);
             if (ret < 0) {
                 g_set_error(gerr, S2E_SNAPSHOT_ERROR, S2E_SNAPSHOT_ERROR_IO,
                             "cannot read the overlay: %s", g_strerror(-ret));
@@ -176,12 +187,12 @@ static int s2e_save_run(BDRVS2EState *s, S2EExtentKind kind, uint64_t sector,
         } else if (kind == S2E_EXTENT_ZERO) {
             memset(buf, 0, n * S2E_SECTOR_SIZE);
         } else {
-            ret = s2e_snapshot_read_sectors(s->layer, sector, n, buf, gerr);
+            ret = s2e_snapshot_read_sectors(v->layer, sector, n, buf, gerr);
             if (ret < 0) {
                 return ret;
             }
         }
-        ret = s2e_snapshot_writer_add_sectors(s->pending, sector, n, buf, gerr);
+        ret = s2e_snapshot_writer_add_sectors(v->writer, sector, n, buf, gerr);
         if (ret < 0) {
             return ret;
         }
@@ -192,16 +203,15 @@ static int s2e_save_run(BDRVS2EState *s, S2EExtentKind kind, uint64_t sector,
 }
 
 /* A run absent from the overlay: save what the snapshot layer holds. */
-static int s2e_save_layer_runs(BDRVS2EState *s, uint64_t sector,
+static int s2e_save_layer_runs(S2ESaveView *v, uint64_t sector,
                                uint64_t count, uint8_t *buf, GError **gerr)
 {
     while (count > 0) {
         uint64_t n = count;
-        bool stored = s->layer && s2e_snapshot_extent(s->layer, sector, count,
+        bool stored = v->layer && s2e_snapshot_extent(v->layer, sector, count,
                                                       &n);
         if (stored) {
-            /* kind ABSENT here means "from the snapshot layer" */
-            int ret = s2e_save_run(s, S2E_EXTENT_ABSENT, sector, n, buf, gerr);
+            int ret = s2e_save_run(v, S2E_EXTENT_ABSENT, sector, n, buf, gerr);
             if (ret < 0) {
                 return ret;
             }
@@ -214,7 +224,7 @@ static int s2e_save_layer_runs(BDRVS2EState *s, uint64_t sector,
 
 /* The disk as this path sees it, minus the base: layer merged with overlay,
  * in ascending sector order as the writer requires. */
-static int s2e_save_dirty_sectors(BDRVS2EState *s, GError **gerr)
+static int s2e_save_dirty_sectors(S2ESaveView *v, GError **gerr)
 {
     g_autofree uint8_t *buf = g_try_malloc(S2E_COPY_SECTORS * S2E_SECTOR_SIZE);
     uint64_t sector = 0;
@@ -224,20 +234,20 @@ static int s2e_save_dirty_sectors(BDRVS2EState *s, GError **gerr)
                     "out of memory while saving disk sectors");
         return -ENOMEM;
     }
-    while (sector < s->nb_sectors) {
+    while (sector < v->nb_sectors) {
         S2EExtentKind kind;
         uint64_t n;
-        int ret = s2e_overlay_extent(s->overlay, sector,
-                                     s->nb_sectors - sector, &kind, &n);
+        int ret = s2e_overlay_extent(v->overlay, sector,
+                                     v->nb_sectors - sector, &kind, &n);
         if (ret < 0) {
             g_set_error(gerr, S2E_SNAPSHOT_ERROR, S2E_SNAPSHOT_ERROR_IO,
                         "cannot walk the overlay: %s", g_strerror(-ret));
             return ret;
         }
         if (kind == S2E_EXTENT_ABSENT) {
-            ret = s2e_save_layer_runs(s, sector, n, buf, gerr);
+            ret = s2e_save_layer_runs(v, sector, n, buf, gerr);
         } else {
-            ret = s2e_save_run(s, kind, sector, n, buf, gerr);
+            ret = s2e_save_run(v, kind, sector, n, buf, gerr);
         }
         if (ret < 0) {
             return ret;
@@ -264,6 +274,7 @@ int s2e_snapshot_create_cb(BlockDriverState *bs, QEMUSnapshotInfo *sn_info)
     BDRVS2EState *s = bs->opaque;
     g_autofree char *path = NULL;
     S2ESnapshotInfo info;
+    S2ESaveView view;
     Error *err = NULL;
     GError *gerr = NULL;
     int ret;
@@ -295,7 +306,13 @@ int s2e_snapshot_create_cb(BlockDriverState *bs, QEMUSnapshotInfo *sn_info)
         s2e_abort_writer(s);
         return -EIO;
     }
-    if (s2e_save_dirty_sectors(s, &gerr) < 0) {
+    view = (S2ESaveView) {
+        .overlay = s2e_cur_overlay(s),
+        .layer = s2e_cur_layer(s),
+        .writer = s->pending,
+        .nb_sectors = s->nb_sectors,
+    };
+    if (s2e_save_dirty_sectors(&view, &gerr) < 0) {
         goto fail;
     }
 
@@ -355,21 +372,29 @@ int s2e_snapshot_goto_cb(BlockDriverState *bs, const char *snapshot_id)
     BDRVS2EState *s = bs->opaque;
     S2ESnapshot *snap = s2e_open_for_goto(bs, snapshot_id);
     S2EOverlay *fresh;
+    S2ELayer *layer;
+    int ret;
 
     if (!snap) {
         return -EINVAL;
     }
     fresh = s2e_overlay_new(s->nb_sectors);
-    if (!fresh) {
+    layer = fresh ? s2e_layer_new(snap) : NULL;
+    if (!layer) {
         error_report("s2e: out of memory for a new overlay");
+        s2e_overlay_free(fresh);
         s2e_snapshot_close(snap);
         return -ENOMEM;
     }
-    /* Only now that nothing can fail is the current view replaced. */
-    s2e_overlay_free(s->overlay);
-    s->overlay = fresh;
-    s2e_snapshot_close(s->layer);
-    s->layer = snap;
+    /* The current path only: other paths keep their views. */
+    ret = s2e_path_drive_replace_view(s->pdrive, fresh, layer);
+    if (ret < 0) {
+        error_report("s2e: cannot replace the current path's view: %s",
+                     strerror(-ret));
+        s2e_overlay_free(fresh);
+        s2e_layer_ops.unref(layer);
+        return ret;
+    }
     return 0;
 }
 
@@ -441,6 +466,38 @@ int s2e_snapshot_list_cb(BlockDriverState *bs, QEMUSnapshotInfo **psn_info)
 void s2e_snapshot_glue_close(BDRVS2EState *s)
 {
     s2e_abort_writer(s);
-    s2e_snapshot_close(s->layer);
-    s->layer = NULL;
 }
+
+/* Layers are shared by the paths forked after a loadvm; all of that runs
+ * in the main loop with the path set's mutex held, a plain count does. */
+S2ELayer *s2e_layer_new(S2ESnapshot *snap)
+{
+    S2ELayer *layer = g_try_new0(S2ELayer, 1);
+
+    if (layer) {
+        layer->refcnt = 1;
+        layer->snap = snap;
+    }
+    return layer;
+}
+
+static void s2e_layer_ref(void *opaque)
+{
+    S2ELayer *layer = opaque;
+    layer->refcnt++;
+}
+
+static void s2e_layer_unref(void *opaque)
+{
+    S2ELayer *layer = opaque;
+
+    if (--layer->refcnt == 0) {
+        s2e_snapshot_close(layer->snap);
+        g_free(layer);
+    }
+}
+
+const S2EPathLayerOps s2e_layer_ops = {
+    .ref = s2e_layer_ref,
+    .unref = s2e_layer_unref,
+};

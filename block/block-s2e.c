@@ -135,6 +135,28 @@ static int s2e_make_base_read_only(BlockDriverState *bs, Error **errp)
     return bdrv_reopen_set_read_only(file_bs, true, errp);
 }
 
+/* Give this drive a view in every execution path of the process. */
+static int s2e_register_drive(BlockDriverState *bs, Error **errp)
+{
+    BDRVS2EState *s = bs->opaque;
+    S2EPathSet *set = s2e_paths_default();
+    int ret;
+
+    if (!set) {
+        error_setg(errp, "Out of memory for the s2e path set");
+        return -ENOMEM;
+    }
+    ret = s2e_pathset_register_drive(set, bdrv_get_node_name(bs),
+                                     s->nb_sectors, &s2e_layer_ops,
+                                     &s->pdrive);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not create the overlay");
+        return ret;
+    }
+    s2e_paths_object_ensure();
+    return 0;
+}
+
 static int s2e_open(BlockDriverState *bs, QDict *options, int flags,
                     Error **errp)
 {
@@ -178,10 +200,8 @@ static int s2e_open(BlockDriverState *bs, QDict *options, int flags,
     s->length = len;
     s->nb_sectors = DIV_ROUND_UP((uint64_t)len, S2E_SECTOR_SIZE);
 
-    s->overlay = s2e_overlay_new(s->nb_sectors);
-    if (!s->overlay) {
-        error_setg_errno(errp, errno, "Could not create the overlay");
-        ret = -errno;
+    ret = s2e_register_drive(bs, errp);
+    if (ret < 0) {
         goto out;
     }
 
@@ -209,8 +229,11 @@ static void s2e_close(BlockDriverState *bs)
     BDRVS2EState *s = bs->opaque;
 
     s2e_snapshot_glue_close(s);
-    s2e_overlay_free(s->overlay);
-    s->overlay = NULL;
+    if (s->pdrive) {
+        /* Every path's view of this drive goes with it. */
+        s2e_pathset_unregister_drive(s2e_paths_default(), s->pdrive);
+        s->pdrive = NULL;
+    }
     g_free(s->image_path);
     g_free(s->snapshot_dir);
 }
@@ -245,8 +268,9 @@ static int s2e_check_range(BDRVS2EState *s, int64_t offset, int64_t bytes)
 }
 
 /* Read sectors stored in the snapshot layer into @qiov at @qiov_offset. */
-static int s2e_read_layer(BDRVS2EState *s, uint64_t sector, uint64_t count,
-                          QEMUIOVector *qiov, size_t qiov_offset)
+static int s2e_read_layer(S2ESnapshot *layer, uint64_t sector,
+                          uint64_t count, QEMUIOVector *qiov,
+                          size_t qiov_offset)
 {
     size_t bounce_len = MIN(count * S2E_SECTOR_SIZE, S2E_BOUNCE_MAX);
     g_autofree uint8_t *bounce = g_try_malloc(bounce_len);
@@ -257,7 +281,7 @@ static int s2e_read_layer(BDRVS2EState *s, uint64_t sector, uint64_t count,
     }
     while (count > 0) {
         uint64_t n = MIN(count, bounce_len / S2E_SECTOR_SIZE);
-        int ret = s2e_snapshot_read_sectors(s->layer, sector, n, bounce, &gerr);
+        int ret = s2e_snapshot_read_sectors(layer, sector, n, bounce, &gerr);
         if (ret < 0) {
             error_report("s2e: %s", gerr->message);
             g_error_free(gerr);
@@ -272,20 +296,18 @@ static int s2e_read_layer(BDRVS2EState *s, uint64_t sector, uint64_t count,
 }
 
 /* Fill a run absent from the overlay: snapshot layer first, then base. */
-int coroutine_fn s2e_read_below_overlay(BlockDriverState *bs, uint64_t sector,
+int coroutine_fn s2e_read_below_overlay(BlockDriverState *bs,
+                                        S2ESnapshot *layer, uint64_t sector,
                                         uint64_t count, QEMUIOVector *qiov,
                                         size_t qiov_offset)
 {
-    BDRVS2EState *s = bs->opaque;
-
     while (count > 0) {
         uint64_t n = count;
-        bool stored = s->layer && s2e_snapshot_extent(s->layer, sector,
-                                                      count, &n);
+        bool stored = layer && s2e_snapshot_extent(layer, sector, count, &n);
         int ret;
 
         if (stored) {
-            ret = s2e_read_layer(s, sector, n, qiov, qiov_offset);
+            ret = s2e_read_layer(layer, sector, n, qiov, qiov_offset);
         } else {
             ret = bdrv_co_preadv_part(bs->file, sector * S2E_SECTOR_SIZE,
                                       n * S2E_SECTOR_SIZE, qiov, qiov_offset,
@@ -310,6 +332,10 @@ static int coroutine_fn s2e_co_preadv(BlockDriverState *bs, int64_t offset,
     uint64_t count = bytes / S2E_SECTOR_SIZE;
     uint64_t pos = 0;
     int ret = s2e_check_range(s, offset, bytes);
+    /* The view is fixed for the whole request (paths switch between
+     * requests only). */
+    S2EOverlay *ov = s2e_cur_overlay(s);
+    S2ESnapshot *layer = s2e_cur_layer(s);
 
     if (ret < 0) {
         return ret;
@@ -323,13 +349,12 @@ static int coroutine_fn s2e_co_preadv(BlockDriverState *bs, int64_t offset,
         S2EExtentKind kind;
         uint64_t n;
 
-        ret = s2e_overlay_extent(s->overlay, first + pos, count - pos,
-                                 &kind, &n);
+        ret = s2e_overlay_extent(ov, first + pos, count - pos, &kind, &n);
         if (ret < 0) {
             return ret;
         }
         if (kind == S2E_EXTENT_ABSENT) {
-            ret = s2e_read_below_overlay(bs, first + pos, n, qiov,
+            ret = s2e_read_below_overlay(bs, layer, first + pos, n, qiov,
                                          pos * S2E_SECTOR_SIZE);
             if (ret < 0) {
                 return ret;
@@ -339,7 +364,7 @@ static int coroutine_fn s2e_co_preadv(BlockDriverState *bs, int64_t offset,
     }
 
     /* Then the overlay's own data, without yielding in between. */
-    return s2e_overlay_readv(s->overlay, first, count, qiov->iov, qiov->niov);
+    return s2e_overlay_readv(ov, first, count, qiov->iov, qiov->niov);
 }
 
 static int coroutine_fn s2e_co_pwritev(BlockDriverState *bs, int64_t offset,
@@ -356,7 +381,7 @@ static int coroutine_fn s2e_co_pwritev(BlockDriverState *bs, int64_t offset,
         return s2e_engine_co_pwritev(bs, offset / S2E_SECTOR_SIZE,
                                      bytes / S2E_SECTOR_SIZE, qiov);
     }
-    return s2e_overlay_writev(s->overlay, offset / S2E_SECTOR_SIZE,
+    return s2e_overlay_writev(s2e_cur_overlay(s), offset / S2E_SECTOR_SIZE,
                               bytes / S2E_SECTOR_SIZE, qiov->iov, qiov->niov);
 }
 
@@ -374,7 +399,7 @@ static int coroutine_fn s2e_co_pwrite_zeroes(BlockDriverState *bs,
         return s2e_engine_co_pwritev(bs, offset / S2E_SECTOR_SIZE,
                                      bytes / S2E_SECTOR_SIZE, NULL);
     }
-    return s2e_overlay_write_zeroes(s->overlay, offset / S2E_SECTOR_SIZE,
+    return s2e_overlay_write_zeroes(s2e_cur_overlay(s), offset / S2E_SECTOR_SIZE,
                                     bytes / S2E_SECTOR_SIZE);
 }
 
@@ -391,7 +416,7 @@ static int coroutine_fn s2e_co_pdiscard(BlockDriverState *bs, int64_t offset,
         /* Discard is advisory; the engine's sectors stay as they are. */
         return 0;
     }
-    return s2e_overlay_discard(s->overlay, offset / S2E_SECTOR_SIZE,
+    return s2e_overlay_discard(s2e_cur_overlay(s), offset / S2E_SECTOR_SIZE,
                                bytes / S2E_SECTOR_SIZE);
 }
 
@@ -408,12 +433,14 @@ static int coroutine_fn s2e_co_block_status(BlockDriverState *bs,
     uint64_t n;
     int ret;
 
-    ret = s2e_overlay_extent(s->overlay, sector, max, &kind, &n);
+    S2ESnapshot *layer = s2e_cur_layer(s);
+
+    ret = s2e_overlay_extent(s2e_cur_overlay(s), sector, max, &kind, &n);
     if (ret < 0) {
         return ret;
     }
-    if (kind == S2E_EXTENT_ABSENT && s->layer &&
-        s2e_snapshot_extent(s->layer, sector, n, &n)) {
+    if (kind == S2E_EXTENT_ABSENT && layer &&
+        s2e_snapshot_extent(layer, sector, n, &n)) {
         kind = S2E_EXTENT_DATA;
     }
     *pnum = MIN((int64_t)(n * S2E_SECTOR_SIZE), bytes);

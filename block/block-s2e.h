@@ -13,6 +13,7 @@
 #include "block/snapshot.h"
 
 #include "s2e-block/overlay.h"
+#include "s2e-block/paths.h"
 #include "s2e-block/snapshot.h"
 
 /* S2E's engine, when the host process provides KVM_DISK_RW. */
@@ -22,11 +23,20 @@ typedef struct S2EEngine {
     S2EDiskRwFn *disk_rw;    /* NULL: no engine, the driver keeps paths */
 } S2EEngine;
 
+/*
+ * A loaded snapshot as the layer below a path's overlay.  Paths forked
+ * after a loadvm share it, so it is reference counted; the file is closed
+ * when the last path holding it lets go.
+ */
+typedef struct S2ELayer {
+    int refcnt;
+    S2ESnapshot *snap;
+} S2ELayer;
+
 typedef struct BDRVS2EState {
-    /* This drive's view for the current execution path. */
-    S2EOverlay *overlay;
-    /* Sectors of the loaded snapshot, read on demand; NULL when none. */
-    S2ESnapshot *layer;
+    /* This drive in the process's path set: the current path's overlay
+     * and layer (an S2ELayer, or NULL) are s2e_path_drive_overlay/layer. */
+    S2EPathDrive *pdrive;
     /* The snapshot a savevm is streaming VM state into; NULL when idle. */
     S2ESnapshotWriter *pending;
     uint64_t pending_vmstate_bytes;
@@ -60,10 +70,31 @@ void s2e_snapshot_glue_close(BDRVS2EState *s);
 int s2e_current_base_identity(BlockDriverState *bs, S2EBaseIdentity *id,
                               Error **errp);
 
+/* The current path's view of a drive.  A request fetches it once. */
+static inline S2EOverlay *s2e_cur_overlay(BDRVS2EState *s)
+{
+    return s2e_path_drive_overlay(s->pdrive);
+}
+
+static inline S2ESnapshot *s2e_cur_layer(BDRVS2EState *s)
+{
+    S2ELayer *layer = s2e_path_drive_layer(s->pdrive);
+    return layer ? layer->snap : NULL;
+}
+
 /* block-s2e.c: fill sectors absent from the overlay (layer, then base). */
-int coroutine_fn s2e_read_below_overlay(BlockDriverState *bs, uint64_t sector,
+int coroutine_fn s2e_read_below_overlay(BlockDriverState *bs,
+                                        S2ESnapshot *layer, uint64_t sector,
                                         uint64_t count, QEMUIOVector *qiov,
                                         size_t qiov_offset);
+
+/* block-s2e-snapshot.c: a layer holding one reference to @snap. */
+S2ELayer *s2e_layer_new(S2ESnapshot *snap);
+extern const S2EPathLayerOps s2e_layer_ops;
+
+/* block-s2e-qom.c: the monitor's /objects/s2e-paths object. */
+void s2e_paths_object_ensure(void);
+void s2e_paths_qom_register(void);
 
 /* block-s2e-engine.c: S2E's KVM_DISK_RW contract. */
 void s2e_engine_detect(S2EEngine *engine);

@@ -47,6 +47,7 @@ static void __attribute__((constructor)) s2e_plugin_constructor(void)
     if (!s2e_in_qemu()) {
         return;
     }
+    register_module_init(s2e_paths_qom_register, MODULE_INIT_QOM);
     register_module_init(s2e_plugin_register, MODULE_INIT_BLOCK);
 }
 
