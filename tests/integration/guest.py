@@ -846,19 +846,28 @@ class Guest:
         return cid
 
     def result(self, cid, timeout=120.0, cmd=None):
-        """Wait for the answer to command CID: its output lines."""
+        """Wait for the answer to command CID: its output lines.
+
+        An answer whose S2E-BEGIN line was printed before a snapshot and
+        whose end comes after the resume (a new QEMU) has no BEGIN in this
+        console: it is still accepted, with the output lines since the
+        console was connected."""
         deadline = time.monotonic() + timeout
         what = "answer to %s (%s)" % (cid, cmd or "?")
-        self._wait_line(lambda l: l.endswith("S2E-BEGIN " + cid), deadline, what)
-        out = []
+        begin = "S2E-BEGIN " + cid
         ok_line = "S2E-OK " + cid
         err_prefix = "S2E-ERR " + cid
+        out = []
         while True:
             line = self._wait_line(lambda l: True, deadline, what)
-            if line == ok_line:
+            if line.endswith(begin):
+                out = []
+                continue
+            if line.endswith(ok_line):
                 return out
-            if line.startswith(err_prefix):
-                reason = line[len(err_prefix):].strip()
+            if err_prefix in line and (line.endswith(err_prefix)
+                                       or (err_prefix + " ") in line):
+                reason = line[line.index(err_prefix) + len(err_prefix):].strip()
                 raise CommandFailed("guest command %r failed: %s\n%s"
                                     % (cmd, reason, "\n".join(out[-40:])),
                                     cmd=cmd, reason=reason, output=out)
@@ -974,6 +983,14 @@ class Guest:
         if self._hmp is None:
             self._hmp = HMP(os.path.join(self._sockdir, "hmp.sock"), proc=self.proc)
         return self._hmp.cmd(line, timeout)
+
+    def node_name(self, device):
+        """Node name of the format node of drive DEVICE (e.g. 'virtio0',
+        'ide0-hd0'), for QMP commands such as snapshot-save."""
+        for blk in self.qmp.execute("query-block"):
+            if blk.get("device") == device and "inserted" in blk:
+                return blk["inserted"]["node-name"]
+        raise MonitorError("no drive %r with a medium" % device)
 
     def savevm(self, name, timeout=600.0):
         """HMP savevm; raise MonitorError if QEMU printed an error."""
