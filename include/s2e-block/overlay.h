@@ -12,11 +12,15 @@
  * (S2E_SECTOR_SIZE).  The overlay covers sectors [0, nb_sectors).
  *
  * Errors: functions returning int return 0 on success or a negative errno:
- *   -EINVAL  range outside the overlay, or a count of 0 where not allowed,
+ *   -EINVAL  range outside the overlay, an I/O vector shorter than the
+ *            request, or a count of 0 where not allowed (only
+ *            s2e_overlay_extent()'s @max_count);
  *   -ENOMEM  memory for new nodes or data blocks could not be allocated.
  * After an error the overlay is still valid and consistent; the sectors of
  * the failed request each read back either their old or their new contents.
  * Nothing here aborts or exits on bad input or allocation failure.
+ * A read, write, write_zeroes or discard of 0 sectors at any @sector up to
+ * nb_sectors succeeds and does nothing.
  *
  * Threads: an overlay is not locked.  Two overlays sharing structure (fork
  * parent and child) may be used from different threads at once: shared
@@ -54,11 +58,15 @@ typedef enum S2EExtentKind {
 } S2EExtentKind;
 
 typedef struct S2EOverlayStats {
-    uint64_t data_bytes;      /* bytes of data blocks reachable (each counted once) */
-    uint64_t meta_bytes;      /* bytes of tree nodes and block headers reachable */
+    /* bytes of data blocks reachable (each counted once) */
+    uint64_t data_bytes;
+    /* bytes of tree nodes and block headers reachable */
+    uint64_t meta_bytes;
     uint64_t node_count;      /* tree nodes reachable */
     uint64_t block_count;     /* data blocks reachable */
-    uint64_t shared_data_bytes; /* of data_bytes, blocks also referenced elsewhere */
+    /* of data_bytes, blocks also reachable from another overlay (through a
+     * shared block or any shared node on the way to it) */
+    uint64_t shared_data_bytes;
     uint64_t sectors_present; /* sectors whose kind is DATA or ZERO */
 } S2EOverlayStats;
 
@@ -76,7 +84,9 @@ void s2e_overlay_free(S2EOverlay *ov);
 
 uint64_t s2e_overlay_nb_sectors(const S2EOverlay *ov);
 
-/* Store @count sectors from @iov (total length >= count * 512). */
+/* Store @count sectors from @iov (total length >= count * 512; elements of
+ * any length, not only multiples of 512).  Nothing below is read: a
+ * 512-byte write stores one sector. */
 int s2e_overlay_writev(S2EOverlay *ov, uint64_t sector, uint64_t count,
                        const struct iovec *iov, int iovcnt);
 int s2e_overlay_write(S2EOverlay *ov, uint64_t sector, uint64_t count,
@@ -91,7 +101,9 @@ int s2e_overlay_write_zeroes(S2EOverlay *ov, uint64_t sector, uint64_t count);
 int s2e_overlay_discard(S2EOverlay *ov, uint64_t sector, uint64_t count);
 
 /* Kind of the run starting at @sector and its length in *@count
- * (1 .. @max_count, clipped to the disk end).  Returns -EINVAL (and
+ * (1 .. @max_count, clipped to the disk end).  The run is maximal: it ends
+ * only where the kind changes, at @max_count or at the disk end, so the
+ * caller issues one lower-layer read per ABSENT run.  Returns -EINVAL (and
  * *count = 0) when @sector is outside the disk or @max_count is 0. */
 int s2e_overlay_extent(const S2EOverlay *ov, uint64_t sector,
                        uint64_t max_count, S2EExtentKind *kind,
@@ -105,17 +117,25 @@ int s2e_overlay_readv(const S2EOverlay *ov, uint64_t sector, uint64_t count,
 int s2e_overlay_read(const S2EOverlay *ov, uint64_t sector, uint64_t count,
                      void *buf);
 
+/* Memory and contents of @ov.  Walks the whole tree: O(nodes + blocks),
+ * not for a hot path. */
 void s2e_overlay_get_stats(const S2EOverlay *ov, S2EOverlayStats *stats);
 
-/* Re-validate every invariant of @ov's tree (reference counts against the
- * references actually found from all @n overlays given, masks, sizes).
- * Pass every live overlay that may share structure with @ov.
+/* Re-validate every invariant of the trees of the @n @overlays: reference
+ * counts against the references actually found from all of them, masks,
+ * sizes, pruning, positions of shared nodes, and the stats against a
+ * recount through the extents.  Pass every live overlay that may share
+ * structure with the others.  O(everything reachable); meant for tests and
+ * debugging.  Uses malloc for a table of visited nodes: when that fails
+ * the answer is false with "out of memory while checking".
  * Returns true when consistent; otherwise false and, when @why is not
  * NULL, a static description of the first broken invariant. */
 bool s2e_overlay_check(S2EOverlay *const *overlays, size_t n,
                        const char **why);
 
-/* Block granularity in bytes: the data unit a partial write allocates. */
+/* Block granularity in bytes (4096): the unit of copy-on-write after a
+ * fork and of the tree's leaves.  A block stores only the sectors written
+ * into it, so a partial write allocates only the sectors it writes. */
 size_t s2e_overlay_block_size(void);
 
 #ifdef __cplusplus
