@@ -230,7 +230,7 @@ static void info_human(const S2ESnapshot *snap, const char *image,
     const S2ESnapshotInfo *info = s2e_snapshot_get_info(snap);
     const S2EBaseIdentity *base = s2e_snapshot_get_base(snap);
     S2ESnapshotLayout l;
-    char *date, *clock, *vm, *stored, *chunk, *dirty, *disk, *fsize;
+    char *date, *clock, *vm, *stored, *chunk, *dirty, *zero, *disk, *fsize;
 
     s2e_snapshot_get_layout(snap, &l);
     date = s2e_snapshot_format_time(info->date_sec, info->date_nsec);
@@ -239,6 +239,7 @@ static void info_human(const S2ESnapshot *snap, const char *image,
     stored = size_str(l.vm_state_stored);
     chunk = size_str(l.chunk_size);
     dirty = size_str(info->dirty_sectors * 512);
+    zero = size_str(info->zero_sectors * 512);
     disk = size_str(info->disk_sectors * 512);
     fsize = size_str(l.file_size);
 
@@ -265,6 +266,9 @@ static void info_human(const S2ESnapshot *snap, const char *image,
            info->disk_sectors, disk);
     printf("Dirty sectors:   %" G_GUINT64_FORMAT " (%s) in %" G_GUINT64_FORMAT
            " extents\n", info->dirty_sectors, dirty, l.extent_count);
+    printf("  of which zero: %" G_GUINT64_FORMAT " (%s) in %" G_GUINT64_FORMAT
+           " zero extents, not stored\n", info->zero_sectors, zero,
+           l.zero_extent_count);
     printf("Base image:      %" G_GUINT64_FORMAT " bytes", base->size);
     if (base->has_mtime) {
         char *mtime = s2e_snapshot_format_time(base->mtime_sec,
@@ -286,6 +290,7 @@ static void info_human(const S2ESnapshot *snap, const char *image,
     g_free(stored);
     g_free(chunk);
     g_free(dirty);
+    g_free(zero);
     g_free(disk);
     g_free(fsize);
 }
@@ -309,6 +314,8 @@ static void json_info_fields(Json *j, const S2ESnapshotInfo *info)
     json_u64(j, "vm_state_size", info->vm_state_size);
     json_u64(j, "disk_sectors", info->disk_sectors);
     json_u64(j, "dirty_sectors", info->dirty_sectors);
+    json_u64(j, "data_sectors", info->dirty_sectors - info->zero_sectors);
+    json_u64(j, "zero_sectors", info->zero_sectors);
     g_free(date);
 }
 
@@ -332,6 +339,7 @@ static void info_json(const S2ESnapshot *snap, const char *image,
     json_u64(&j, "chunk_count", l.chunk_count);
     json_u64(&j, "vm_state_stored", l.vm_state_stored);
     json_u64(&j, "extent_count", l.extent_count);
+    json_u64(&j, "zero_extent_count", l.zero_extent_count);
     json_info_fields(&j, s2e_snapshot_get_info(snap));
     json_open(&j, "base", '{');
     json_u64(&j, "size", base->size);
@@ -439,21 +447,26 @@ static void list_human(const char *image, ListRow *rows, guint n)
         printf("No snapshots of '%s'.\n", image);
         return;
     }
-    printf("%-20s %-8s %10s %10s %10s  %s\n", "NAME", "STATUS", "VM STATE",
-           "DISK DATA", "FILE", "DATE");
+    printf("%-20s %-8s %10s %10s %10s %10s  %s\n", "NAME", "STATUS",
+           "VM STATE", "DISK DATA", "ZEROED", "FILE", "DATE");
     for (guint i = 0; i < n; i++) {
         const S2ESnapshotEntry *e = rows[i].e;
-        char *vm = size_str(e->valid ? e->info.vm_state_size : 0);
-        char *dirty = size_str(e->valid ? e->info.dirty_sectors * 512 : 0);
+        const S2ESnapshotInfo *in = &e->info;
+        char *vm = size_str(e->valid ? in->vm_state_size : 0);
+        char *data = size_str(e->valid ? (in->dirty_sectors -
+                                          in->zero_sectors) * 512 : 0);
+        char *zero = size_str(e->valid ? in->zero_sectors * 512 : 0);
         char *fsize = size_str(rows[i].file_size);
-        char *date = e->valid ? s2e_snapshot_format_time(e->info.date_sec,
-                                                         e->info.date_nsec)
+        char *date = e->valid ? s2e_snapshot_format_time(in->date_sec,
+                                                         in->date_nsec)
                               : g_strdup("-");
 
-        printf("%-20s %-8s %10s %10s %10s  %s\n", e->name, row_status(&rows[i]),
-               e->valid ? vm : "-", e->valid ? dirty : "-", fsize, date);
+        printf("%-20s %-8s %10s %10s %10s %10s  %s\n", e->name,
+               row_status(&rows[i]), e->valid ? vm : "-",
+               e->valid ? data : "-", e->valid ? zero : "-", fsize, date);
         g_free(vm);
-        g_free(dirty);
+        g_free(data);
+        g_free(zero);
         g_free(fsize);
         g_free(date);
     }

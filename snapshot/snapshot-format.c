@@ -18,6 +18,11 @@
  *   lengths -> (reader reads the tables, checks their checksums) ->
  *   chunk entries -> extent entries -> regions pairwise disjoint
  *
+ * Extents are of two kinds: data (stored at their offset, with a CRC) and
+ * zero (flag S2E_SNAP_EXTENT_ZERO: nothing stored, offset and CRC 0, only
+ * in files with the incompatible feature ZERO_EXTENTS).  Both count in
+ * dirty_sectors; a zero extent occupies no region of the file.
+ *
  * Every count read from the file is bounded by the file's size before the
  * caller allocates anything from it (an index entry takes at least 24
  * bytes of the file), and every addition of file-supplied numbers is
@@ -226,7 +231,7 @@ void s2e_snap_extent_encode(const S2ESnapExtent *e, uint8_t *p)
     s2e_snap_put_le64(p + 8, e->count);
     s2e_snap_put_le64(p + 16, e->offset);
     s2e_snap_put_le32(p + 24, e->crc);
-    s2e_snap_put_le32(p + 28, 0);
+    s2e_snap_put_le32(p + 28, e->flags);
 }
 
 /* ---- Header decoding ---------------------------------------------------- */
@@ -547,12 +552,35 @@ int s2e_snap_chunks_decode(const uint8_t *buf, const S2ESnapHeader *h,
     return 0;
 }
 
+/* The fields of a zero extent: allowed by the header, nothing stored. */
+static int check_zero_extent(const S2ESnapExtent *e, uint64_t i,
+                             const S2ESnapHeader *h, const char *path,
+                             GError **error)
+{
+    if (!(h->incompatible_features & S2E_SNAP_INCOMPAT_ZERO_EXTENTS)) {
+        return corrupt(error, path, "dirty extent %" G_GUINT64_FORMAT
+                       " is a zero extent but the header lacks the zero "
+                       "extent feature bit", i);
+    }
+    if (e->offset != 0 || e->crc != 0) {
+        return corrupt(error, path, "dirty extent %" G_GUINT64_FORMAT
+                       " (sectors %" G_GUINT64_FORMAT "+%" G_GUINT64_FORMAT
+                       ") is a zero extent with a data offset or checksum",
+                       i, e->sector, e->count);
+    }
+    return 0;
+}
+
 static int check_extent(const S2ESnapExtent *e, uint64_t i, uint64_t prev_end,
                         const S2ESnapHeader *h, const char *path,
                         GError **error)
 {
     uint64_t disk = h->info.disk_sectors;
 
+    if (e->flags & ~S2E_SNAP_EXTENT_FLAGS_KNOWN) {
+        return corrupt(error, path, "dirty extent %" G_GUINT64_FORMAT
+                       " has unknown flags 0x%x", i, e->flags);
+    }
     if (e->count == 0 || e->sector >= disk || e->count > disk - e->sector) {
         return corrupt(error, path, "dirty extent %" G_GUINT64_FORMAT
                        " (sectors %" G_GUINT64_FORMAT "+%" G_GUINT64_FORMAT
@@ -563,6 +591,9 @@ static int check_extent(const S2ESnapExtent *e, uint64_t i, uint64_t prev_end,
         return corrupt(error, path, "dirty extent %" G_GUINT64_FORMAT
                        " (sector %" G_GUINT64_FORMAT ") is out of order or "
                        "overlaps the one before", i, e->sector);
+    }
+    if (e->flags & S2E_SNAP_EXTENT_ZERO) {
+        return check_zero_extent(e, i, h, path, error);
     }
     if (e->offset % S2E_SNAP_SECTOR_SIZE != 0 ||
         e->offset < S2E_SNAP_HEADER_AREA || e->offset > h->file_size ||
@@ -575,12 +606,13 @@ static int check_extent(const S2ESnapExtent *e, uint64_t i, uint64_t prev_end,
     return 0;
 }
 
-int s2e_snap_extents_decode(const uint8_t *buf, const S2ESnapHeader *h,
+int s2e_snap_extents_decode(const uint8_t *buf, S2ESnapHeader *h,
                             const char *path, S2ESnapExtent *extents,
                             GError **error)
 {
     uint64_t prev_end = 0;
     uint64_t total = 0;
+    uint64_t zero = 0;
 
     for (uint64_t i = 0; i < h->extent_count; i++) {
         const uint8_t *p = buf + i * S2E_SNAP_EXTENT_ENTRY_SIZE;
@@ -591,18 +623,23 @@ int s2e_snap_extents_decode(const uint8_t *buf, const S2ESnapHeader *h,
         e->count = s2e_snap_get_le64(p + 8);
         e->offset = s2e_snap_get_le64(p + 16);
         e->crc = s2e_snap_get_le32(p + 24);
+        e->flags = s2e_snap_get_le32(p + 28);
         ret = check_extent(e, i, prev_end, h, path, error);
         if (ret < 0) {
             return ret;
         }
         prev_end = e->sector + e->count;
         total += e->count;   /* <= disk_sectors: extents are disjoint */
+        if (e->flags & S2E_SNAP_EXTENT_ZERO) {
+            zero += e->count;
+        }
     }
     if (total != h->info.dirty_sectors) {
         return corrupt(error, path, "the dirty sector index holds %"
                        G_GUINT64_FORMAT " sectors, the header says %"
                        G_GUINT64_FORMAT, total, h->info.dirty_sectors);
     }
+    h->info.zero_sectors = zero;
     return 0;
 }
 
@@ -698,8 +735,10 @@ int s2e_snap_check_regions(const S2ESnapHeader *h, const S2ESnapChunk *chunks,
                    chunks[i].stored_len);
     }
     for (uint64_t i = 0; i < h->extent_count; i++) {
-        region_add(r, &n, REGION_EXTENT, i, extents[i].offset,
-                   extents[i].count * S2E_SNAP_SECTOR_SIZE);
+        if (!(extents[i].flags & S2E_SNAP_EXTENT_ZERO)) {
+            region_add(r, &n, REGION_EXTENT, i, extents[i].offset,
+                       extents[i].count * S2E_SNAP_SECTOR_SIZE);
+        }
     }
     qsort(r, n, sizeof(*r), region_cmp);
     for (size_t i = 1; i < n; i++) {

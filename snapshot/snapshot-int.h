@@ -12,6 +12,8 @@
  *   snapshot-writer.c    streaming writer: temp file -> fsync -> rename
  *   snapshot-reader.c    validated open, lazy sector and VM state reads
  *   snapshot-list.c      path building, listing and deleting snapshots
+ *   snapshot-temp.c      temporary file names naming their creator, and
+ *                        removal of those left by dead processes
  *
  * The on-disk constants below are the format; changing one is a format
  * change (see docs/snapshot-format.md, "Versioning").
@@ -35,8 +37,14 @@
 /* Length of the fixed part of a version 1 header. */
 #define S2E_SNAP_HEADER_V1_LEN 176u
 
-/* Feature bits known to this implementation (none yet). */
-#define S2E_SNAP_INCOMPAT_KNOWN UINT64_C(0)
+/* Incompatible feature bit 0: the extent index holds zero extents (entry
+ * flag S2E_SNAP_EXTENT_ZERO).  Set by the writer exactly when it wrote one;
+ * a reader refuses a zero extent in a file without it (a reader that
+ * predates zero extents would take the run for stored data). */
+#define S2E_SNAP_INCOMPAT_ZERO_EXTENTS (UINT64_C(1) << 0)
+
+/* Feature bits known to this implementation. */
+#define S2E_SNAP_INCOMPAT_KNOWN S2E_SNAP_INCOMPAT_ZERO_EXTENTS
 #define S2E_SNAP_COMPAT_KNOWN UINT64_C(0)
 
 /* base_flags */
@@ -54,8 +62,11 @@
 #define S2E_SNAP_CHUNK_FLAGS_KNOWN S2E_SNAP_CHUNK_RAW
 
 /* Extent index entry: sector u64, count u64, offset u64, crc32 u32,
- * reserved u32. */
+ * flags u32 (reserved, always 0, before zero extents existed). */
 #define S2E_SNAP_EXTENT_ENTRY_SIZE 32u
+/* The run reads as zeroes; nothing is stored (offset and crc are 0). */
+#define S2E_SNAP_EXTENT_ZERO 1u
+#define S2E_SNAP_EXTENT_FLAGS_KNOWN S2E_SNAP_EXTENT_ZERO
 
 /* Sector data placement: an extent starting at sector S is stored at a file
  * offset congruent to S * 512 modulo this, so guest pages are file pages. */
@@ -68,8 +79,14 @@
 #define S2E_SNAP_ZLIB_LEVEL_DEFAULT 1
 #define S2E_SNAP_ZLIB_LEVEL_ENV "S2E_SNAPSHOT_ZLIB_LEVEL"
 
-/* Prefix of the writer's temporary files (hidden, never a snapshot name). */
-#define S2E_SNAP_TEMP_PREFIX ".s2e-snapshot-"
+/* The writer's temporary files (hidden, never listed as snapshots):
+ *   .s2e-snapshot.HOST.PIDNS.PID.RANDOM
+ * naming the process that created them, so that a later writer can remove
+ * those of dead processes of its own host (see snapshot-temp.c).  Files
+ * of the first writers were ".s2e-snapshot-XXXXXX" (creator unknown: never
+ * removed, never listed). */
+#define S2E_SNAP_TEMP_PREFIX ".s2e-snapshot."
+#define S2E_SNAP_TEMP_PREFIX_OLD ".s2e-snapshot-"
 
 /* ---- Decoded structures ------------------------------------------------- */
 
@@ -101,8 +118,9 @@ typedef struct S2ESnapChunk {
 typedef struct S2ESnapExtent {
     uint64_t sector;
     uint64_t count;
-    uint64_t offset;
-    uint32_t crc;
+    uint64_t offset;          /* 0 for a zero extent */
+    uint32_t crc;             /* 0 for a zero extent */
+    uint32_t flags;           /* S2E_SNAP_EXTENT_* */
 } S2ESnapExtent;
 
 /* ---- Little-endian codec (snapshot-format.c) ---------------------------- */
@@ -145,8 +163,10 @@ int s2e_snap_chunks_decode(const uint8_t *buf, const S2ESnapHeader *h,
 void s2e_snap_chunk_encode(const S2ESnapChunk *c, uint8_t *p);
 
 /* Decode and validate the extent index: sorted, non-overlapping, inside
- * the disk, sectors adding up to the header's dirty_sectors. */
-int s2e_snap_extents_decode(const uint8_t *buf, const S2ESnapHeader *h,
+ * the disk, sectors adding up to the header's dirty_sectors; zero extents
+ * only with the ZERO_EXTENTS feature, without offset or checksum.  Fills
+ * h->info.zero_sectors. */
+int s2e_snap_extents_decode(const uint8_t *buf, S2ESnapHeader *h,
                             const char *path, S2ESnapExtent *extents,
                             GError **error);
 void s2e_snap_extent_encode(const S2ESnapExtent *e, uint8_t *p);
@@ -255,5 +275,36 @@ int s2e_snap_compare_base(const char *snapshot, const char *image,
 /* Whether the file at @path starts with the snapshot magic: 1 yes, 0 no,
  * -errno when it cannot be read. */
 int s2e_snap_probe_magic(const char *path);
+
+/* ---- Temporary files (snapshot-temp.c) --------------------------------- */
+
+/* Longest temporary file name: prefix (14) + host (at most 1 + 2 * 64) +
+ * 3 dots + PID namespace (20 digits) + pid (10) + random part (6). */
+#define S2E_SNAP_TEMP_NAME_MAX 182
+
+/* A new temporary file name for this process (creator fields of the
+ * calling process, a random part).  g_free() it. */
+char *s2e_snap_temp_name_new(void);
+
+/* The same, naming process @pid of this host and PID namespace as its
+ * creator (for tests). */
+char *s2e_snap_temp_name_for_pid(pid_t pid);
+
+/* Split a temporary file name into its creator fields: *host (g_free() it)
+ * is the HOST field as written (a host name, or "=" + hex), *pidns and *pid
+ * are positive.  false when @name is not one (then nothing is set). */
+bool s2e_snap_temp_name_parse(const char *name, char **host, uint64_t *pidns,
+                              pid_t *pid);
+
+/* Whether a directory entry is a writer's temporary file (either naming):
+ * listing skips them and snapshot names may not look like them. */
+bool s2e_snap_is_temp_name(const char *name);
+
+/* Remove the temporary files in directory @dir_fd whose creator is a
+ * process of this host and PID namespace that no longer exists (kill(pid,
+ * 0) fails with ESRCH).  Regular files only, never following symbolic
+ * links.  Best effort: errors are ignored.  Returns how many were
+ * removed. */
+int s2e_snap_remove_stale_temps(int dir_fd);
 
 #endif /* S2E_SNAPSHOT_INT_H */

@@ -6,13 +6,16 @@
  * GLib from checked parts, never in a fixed buffer:
  *
  *   name:  non-empty, at most S2E_SNAPSHOT_NAME_MAX bytes, no '/', not "."
- *          or ".."; and "IMAGE.NAME" must fit a file name (255 bytes)
+ *          or ".."; and "IMAGE.NAME" must fit a file name (255 bytes) and
+ *          must not look like a writer's temporary file (".s2e-snapshot."
+ *          or ".s2e-snapshot-" ...), which writers may remove
  *
  * A directory may hold anything beside the image: the image itself, other
  * images whose names extend this one, backups, the writer's hidden
  * temporary files.  So a file is a snapshot only when its name is
- * "IMAGE.NAME" with a valid NAME, it is a regular file, and it starts with
- * the snapshot magic.  The first implementation listed any "IMAGE.x" as a
+ * "IMAGE.NAME" with a valid NAME, it is not named like a temporary file
+ * (whose header is complete just before the rename), it is a regular
+ * file, and it starts with the snapshot magic.  The first implementation listed any "IMAGE.x" as a
  * snapshot; this one never does.  Deleting applies the same test before
  * it unlinks anything, so `delvm` cannot remove a file that is not a
  * snapshot.
@@ -99,6 +102,13 @@ char *s2e_snapshot_path(const char *image_path, const char *snapshot_dir,
                        "Snapshot file name '%s' is longer than %d bytes; "
                        "choose a shorter snapshot name", file,
                        FILE_NAME_MAX);
+        g_free(file);
+        return NULL;
+    }
+    if (s2e_snap_is_temp_name(file)) {
+        s2e_snap_error(error, S2E_SNAPSHOT_ERROR_INVALID,
+                       "Snapshot file name '%s' is reserved for temporary "
+                       "files; rename the image", file);
         g_free(file);
         return NULL;
     }
@@ -191,7 +201,7 @@ GPtrArray *s2e_snapshot_list(const char *image_path, const char *snapshot_dir,
         const char *name;
         char *path;
 
-        if (!g_str_has_prefix(file, prefix)) {
+        if (!g_str_has_prefix(file, prefix) || s2e_snap_is_temp_name(file)) {
             continue;
         }
         name = file + strlen(prefix);

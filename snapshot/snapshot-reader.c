@@ -7,7 +7,8 @@
  *   open:   fstat -> size >= 4 KiB -> header page -> s2e_snap_header_decode
  *           -> chunk index (crc, entries) -> extent index (crc, entries)
  *           -> regions disjoint -> base identity (when asked)
- *   sectors: binary search of the extent index -> pread of the data
+ *   sectors: binary search of the extent index -> pread of the data, or
+ *            zeroes for a zero extent (nothing stored)
  *   VM state: chunk = pos / chunk_size -> pread -> crc -> inflate into a
  *             one-chunk cache -> copy; bytes past the end read as zeroes
  *
@@ -19,10 +20,11 @@
  *
  * Invariants after a successful open: every table entry was bounded by the
  * file size before anything was allocated from it; every region (header
- * page, chunks, extents' data, indexes) lies inside the file and no two
- * overlap; extents are sorted, disjoint, inside the disk, and add up to
- * the header's dirty sector count; the chunk count matches the VM state
- * size.  Later reads re-check what can still go wrong: the file may be
+ * page, chunks, data extents' data, indexes) lies inside the file and no
+ * two overlap; extents of both kinds are sorted, disjoint, inside the disk,
+ * and add up to the header's dirty sector count; zero extents (no data,
+ * offset and checksum 0) appear only with their feature bit; the chunk
+ * count matches the VM state size.  Later reads re-check what can still go wrong: the file may be
  * truncated or damaged under us (-> TRUNCATED, CHECKSUM, CORRUPT, IO).
  *
  * Limits: sector data has no checksum on the lazy read path (a per-extent
@@ -49,6 +51,7 @@ struct S2ESnapshot {
     S2ESnapChunk *chunks;
     S2ESnapExtent *extents;
     uint64_t vm_state_stored;
+    uint64_t zero_extents;
 
     uint64_t cached;          /* chunk in cache, or NO_CHUNK */
     uint8_t *cache;           /* chunk_size bytes, allocated at first use */
@@ -184,7 +187,7 @@ static int load_chunks(S2ESnapshot *snap, GError **error)
 
 static int load_extents(S2ESnapshot *snap, GError **error)
 {
-    const S2ESnapHeader *h = &snap->h;
+    S2ESnapHeader *h = &snap->h;
     const char *what = "dirty sector index";
     uint8_t *buf = read_index(snap, h->extent_index_offset, h->extent_count,
                               S2E_SNAP_EXTENT_ENTRY_SIZE,
@@ -203,6 +206,10 @@ static int load_extents(S2ESnapshot *snap, GError **error)
                                          "snapshot file '%s'", what,
                                          snap->path);
     g_free(buf);
+    for (uint64_t i = 0; ret == 0 && i < h->extent_count; i++) {
+        snap->zero_extents += !!(snap->extents[i].flags &
+                                 S2E_SNAP_EXTENT_ZERO);
+    }
     return ret;
 }
 
@@ -304,6 +311,7 @@ void s2e_snapshot_get_layout(const S2ESnapshot *snap,
         .chunk_count = snap->h.chunk_count,
         .vm_state_stored = snap->vm_state_stored,
         .extent_count = snap->h.extent_count,
+        .zero_extent_count = snap->zero_extents,
     };
 }
 
@@ -346,30 +354,58 @@ static uint64_t extent_search(const S2ESnapshot *snap, uint64_t sector)
     return lo;
 }
 
-bool s2e_snapshot_extent(const S2ESnapshot *snap, uint64_t sector,
-                         uint64_t max_count, uint64_t *count)
+static S2ESnapshotExtentKind kind_of(const S2ESnapExtent *e)
+{
+    return (e->flags & S2E_SNAP_EXTENT_ZERO) ? S2E_SNAPSHOT_EXTENT_ZERO
+                                             : S2E_SNAPSHOT_EXTENT_DATA;
+}
+
+/* The run at @sector: NONE up to the next extent, or the extents directly
+ * following each other from the one holding @sector, of the same kind
+ * only when @same_kind. */
+static S2ESnapshotExtentKind run_at(const S2ESnapshot *snap, uint64_t sector,
+                                    uint64_t max_count, bool same_kind,
+                                    uint64_t *count)
 {
     uint64_t i, end, n = snap->h.extent_count;
+    S2ESnapshotExtentKind kind;
 
     *count = max_count;
     if (max_count == 0 || sector >= snap->h.info.disk_sectors) {
-        return false;
+        return S2E_SNAPSHOT_EXTENT_NONE;
     }
     i = extent_search(snap, sector);
     if (i == n || snap->extents[i].sector > sector) {
         uint64_t next = i == n ? snap->h.info.disk_sectors
                                : snap->extents[i].sector;
         *count = MIN(max_count, next - sector);
-        return false;
+        return S2E_SNAPSHOT_EXTENT_NONE;
     }
-    /* Stored: extend over directly following extents. */
+    /* Held: extend over directly following extents. */
+    kind = kind_of(&snap->extents[i]);
     end = snap->extents[i].sector + snap->extents[i].count;
     while (++i < n && snap->extents[i].sector == end &&
-           end - sector < max_count) {
+           end - sector < max_count &&
+           (!same_kind || kind_of(&snap->extents[i]) == kind)) {
         end += snap->extents[i].count;
     }
     *count = MIN(max_count, end - sector);
-    return true;
+    return kind;
+}
+
+bool s2e_snapshot_extent(const S2ESnapshot *snap, uint64_t sector,
+                         uint64_t max_count, uint64_t *count)
+{
+    return run_at(snap, sector, max_count, false, count) !=
+           S2E_SNAPSHOT_EXTENT_NONE;
+}
+
+S2ESnapshotExtentKind s2e_snapshot_extent_kind(const S2ESnapshot *snap,
+                                               uint64_t sector,
+                                               uint64_t max_count,
+                                               uint64_t *count)
+{
+    return run_at(snap, sector, max_count, true, count);
 }
 
 static int not_stored(const S2ESnapshot *snap, uint64_t sector,
@@ -408,11 +444,16 @@ int s2e_snapshot_read_sectors(const S2ESnapshot *snap, uint64_t sector,
             return not_stored(snap, sector, error);
         }
         n = MIN(count, e->sector + e->count - sector);
-        ret = read_at(snap, p, (size_t)n * S2E_SNAP_SECTOR_SIZE,
-                      e->offset + (sector - e->sector) * S2E_SNAP_SECTOR_SIZE,
-                      "sector data", error);
-        if (ret < 0) {
-            return ret;
+        if (e->flags & S2E_SNAP_EXTENT_ZERO) {
+            memset(p, 0, (size_t)n * S2E_SNAP_SECTOR_SIZE);
+        } else {
+            ret = read_at(snap, p, (size_t)n * S2E_SNAP_SECTOR_SIZE,
+                          e->offset +
+                          (sector - e->sector) * S2E_SNAP_SECTOR_SIZE,
+                          "sector data", error);
+            if (ret < 0) {
+                return ret;
+            }
         }
         p += n * S2E_SNAP_SECTOR_SIZE;
         sector += n;
@@ -541,6 +582,9 @@ static int verify_extent(const S2ESnapshot *snap, uint64_t i, uint8_t *buf,
     uint64_t off = e->offset;
     uint32_t crc = 0;
 
+    if (e->flags & S2E_SNAP_EXTENT_ZERO) {
+        return 0;               /* nothing stored, nothing to check */
+    }
     while (left > 0) {
         size_t n = (size_t)MIN(left, (uint64_t)VERIFY_STEP);
         int ret = read_at(snap, buf, n, off, "sector data", error);

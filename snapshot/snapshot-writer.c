@@ -5,13 +5,19 @@
  * QEMU's savevm streams the VM state before it tells the snapshot's name,
  * so the writer starts with a directory, not a path:
  *
- *   writer_new(dir)       open dir (kept as dir_fd), create
- *                         dir/.s2e-snapshot-XXXXXX (O_EXCL, 0644 & ~umask)
+ *   writer_new(dir)       open dir (kept as dir_fd), remove temporary
+ *                         files left there by dead processes of this host
+ *                         (snapshot-temp.c), create
+ *                         dir/.s2e-snapshot.HOST.PIDNS.PID.RANDOM
+ *                         (O_EXCL, 0644 & ~umask)
  *   put_vmstate() ...     fill a one-chunk buffer; each full chunk is
  *                         deflated and appended (raw when it does not shrink)
  *   add_sectors() ...     appended at an offset congruent to sector * 512
  *                         modulo 4 KiB; runs that continue the previous one
  *                         extend its extent
+ *   add_zero_sectors() .. an index entry only (flag ZERO, no data): O(1)
+ *                         whatever the count; a zero run that continues
+ *                         the previous zero extent extends it
  *   commit(final_path)    last chunk, chunk index, extent index, header page
  *                         at offset 0, fsync, close, renameat over
  *                         final_path, fsync dir
@@ -22,11 +28,15 @@
  * The header is written last: until the rename the file is only a
  * temporary, and nothing ever reads a file without a valid header.  A crash
  * at any point leaves the old snapshot (or none) plus possibly a hidden
- * temporary file, never a torn snapshot.
+ * temporary file (removed by the next writer in that directory once its
+ * creator is gone), never a torn snapshot.
  *
  * Memory is bounded by one chunk (buffer + deflate output + zlib state) plus
  * the two index arrays (24 bytes per MiB of VM state, 32 bytes per run of
- * dirty sectors); the indexes are written through a small bounce buffer.
+ * dirty or zero sectors); the indexes are written through a small bounce
+ * buffer.  The header's incompatible feature ZERO_EXTENTS is set exactly
+ * when a zero extent was added, so files without one stay readable by
+ * readers that predate zero extents.
  *
  * Failure handling: any I/O error kills the writer at once: the temporary
  * file is closed and unlinked, the error (naming the file) is kept and
@@ -74,7 +84,8 @@ struct S2ESnapshotWriter {
 
     GArray *extents;        /* S2ESnapExtent */
     uint64_t next_sector;   /* first sector the next run may start at */
-    uint64_t dirty_sectors;
+    uint64_t dirty_sectors; /* data and zero */
+    uint64_t zero_sectors;
 };
 
 const char *s2e_snapshot_writer_temp_path(const S2ESnapshotWriter *w)
@@ -192,26 +203,13 @@ static int open_dir(S2ESnapshotWriter *w, GError **error)
     return 0;
 }
 
-static char *temp_name_new(void)
-{
-    static const char chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                "abcdefghijklmnopqrstuvwxyz0123456789";
-    char suffix[7];
-
-    for (int i = 0; i < 6; i++) {
-        suffix[i] = chars[g_random_int_range(0, sizeof(chars) - 1)];
-    }
-    suffix[6] = '\0';
-    return g_strconcat(S2E_SNAP_TEMP_PREFIX, suffix, NULL);
-}
-
 static int create_temp(S2ESnapshotWriter *w, GError **error)
 {
     int ret = -EEXIST;
 
     for (int i = 0; i < TEMP_TRIES && ret == -EEXIST; i++) {
         g_free(w->temp_name);
-        w->temp_name = temp_name_new();
+        w->temp_name = s2e_snap_temp_name_new();
         ret = s2e_snap_io_fault(&w->io, S2E_SNAP_IO_CREATE, NULL);
         if (ret == 0) {
             w->fd = openat(w->dir_fd, w->temp_name,
@@ -281,7 +279,12 @@ S2ESnapshotWriter *s2e_snapshot_writer_new_io(const char *dir,
     w->chunks = g_array_new(FALSE, FALSE, sizeof(S2ESnapChunk));
     w->extents = g_array_new(FALSE, FALSE, sizeof(S2ESnapExtent));
 
-    if (open_dir(w, error) < 0 || create_temp(w, error) < 0) {
+    if (open_dir(w, error) < 0) {
+        writer_free(w);
+        return NULL;
+    }
+    s2e_snap_remove_stale_temps(w->dir_fd);
+    if (create_temp(w, error) < 0) {
         writer_free(w);
         return NULL;
     }
@@ -456,8 +459,9 @@ int s2e_snapshot_writer_put_vmstate(S2ESnapshotWriter *w, uint64_t pos,
 
 /* ---- Sectors ------------------------------------------------------------ */
 
-static int check_sector_args(S2ESnapshotWriter *w, uint64_t sector,
-                             uint64_t count, const void *data, GError **error)
+/* Range and order of a run of sectors (data or zero). */
+static int check_run_args(S2ESnapshotWriter *w, uint64_t sector,
+                          uint64_t count, GError **error)
 {
     if (sector >= w->disk_sectors || count > w->disk_sectors - sector) {
         return s2e_snap_error(error, S2E_SNAPSHOT_ERROR_INVALID,
@@ -472,6 +476,17 @@ static int check_sector_args(S2ESnapshotWriter *w, uint64_t sector,
                               "(sector %" G_GUINT64_FORMAT " after sector %"
                               G_GUINT64_FORMAT ")", w->temp_path, sector,
                               w->next_sector - 1);
+    }
+    return 0;
+}
+
+static int check_sector_args(S2ESnapshotWriter *w, uint64_t sector,
+                             uint64_t count, const void *data, GError **error)
+{
+    int ret = check_run_args(w, sector, count, error);
+
+    if (ret < 0) {
+        return ret;
     }
     if (count > SIZE_MAX / S2E_SNAP_SECTOR_SIZE || !data) {
         return s2e_snap_error(error, S2E_SNAPSHOT_ERROR_INVALID,
@@ -490,19 +505,26 @@ static uint64_t place_sectors(uint64_t pos, uint64_t sector)
     return off < pos ? off + S2E_SNAP_DATA_ALIGN : off;
 }
 
-/* The extent these sectors go to: the last one when they continue it in
- * the disk and in the file, else a new one. */
+/* The last extent, or NULL. */
+static S2ESnapExtent *last_extent(S2ESnapshotWriter *w)
+{
+    if (w->extents->len == 0) {
+        return NULL;
+    }
+    return &g_array_index(w->extents, S2ESnapExtent, w->extents->len - 1);
+}
+
+/* The extent these sectors go to: the last one when it is a data extent
+ * they continue in the disk and in the file, else a new one. */
 static S2ESnapExtent *extent_for(S2ESnapshotWriter *w, uint64_t sector)
 {
     S2ESnapExtent e = { .sector = sector };
+    S2ESnapExtent *last = last_extent(w);
 
-    if (w->extents->len > 0) {
-        S2ESnapExtent *last = &g_array_index(w->extents, S2ESnapExtent,
-                                             w->extents->len - 1);
-        if (last->sector + last->count == sector &&
-            last->offset + last->count * S2E_SNAP_SECTOR_SIZE == w->pos) {
-            return last;
-        }
+    if (last && !(last->flags & S2E_SNAP_EXTENT_ZERO) &&
+        last->sector + last->count == sector &&
+        last->offset + last->count * S2E_SNAP_SECTOR_SIZE == w->pos) {
+        return last;
     }
     e.offset = place_sectors(w->pos, sector);
     g_array_append_val(w->extents, e);
@@ -539,6 +561,35 @@ int s2e_snapshot_writer_add_sectors(S2ESnapshotWriter *w, uint64_t sector,
     w->pos = off + bytes;
     w->next_sector = sector + count;
     w->dirty_sectors += count;
+    return 0;
+}
+
+int s2e_snapshot_writer_add_zero_sectors(S2ESnapshotWriter *w,
+                                         uint64_t sector, uint64_t count,
+                                         GError **error)
+{
+    S2ESnapExtent *last;
+    int ret = writer_check_alive(w, error);
+
+    if (ret < 0 || count == 0) {
+        return ret;
+    }
+    ret = check_run_args(w, sector, count, error);
+    if (ret < 0) {
+        return ret;
+    }
+    last = last_extent(w);
+    if (last && (last->flags & S2E_SNAP_EXTENT_ZERO) &&
+        last->sector + last->count == sector) {
+        last->count += count;
+    } else {
+        S2ESnapExtent e = { .sector = sector, .count = count,
+                            .flags = S2E_SNAP_EXTENT_ZERO };
+        g_array_append_val(w->extents, e);
+    }
+    w->next_sector = sector + count;
+    w->dirty_sectors += count;
+    w->zero_sectors += count;
     return 0;
 }
 
@@ -596,6 +647,8 @@ static int write_header(S2ESnapshotWriter *w, const S2ESnapshotInfo *info,
         .chunk_size = w->chunk_size,
         .chunk_count = w->chunks->len,
         .extent_count = w->extents->len,
+        .incompatible_features = w->zero_sectors > 0
+                                 ? S2E_SNAP_INCOMPAT_ZERO_EXTENTS : 0,
     };
     uint8_t *page;
     int ret;
@@ -603,6 +656,7 @@ static int write_header(S2ESnapshotWriter *w, const S2ESnapshotInfo *info,
     h.info.vm_state_size = w->vm_size;
     h.info.disk_sectors = w->disk_sectors;
     h.info.dirty_sectors = w->dirty_sectors;
+    h.info.zero_sectors = w->zero_sectors;
 
     h.chunk_index_offset = w->pos;
     ret = write_index(w, w->chunks, S2E_SNAP_CHUNK_ENTRY_SIZE, encode_chunk,

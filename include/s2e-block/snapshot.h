@@ -89,7 +89,9 @@ typedef struct S2ESnapshotInfo {
     uint64_t icount;          /* (uint64_t)-1 when not recorded */
     uint64_t vm_state_size;   /* uncompressed bytes; 0 when no VM state */
     uint64_t disk_sectors;    /* size of the disk in sectors */
-    uint64_t dirty_sectors;   /* sectors stored in the file */
+    uint64_t dirty_sectors;   /* sectors the snapshot holds: data + zero */
+    uint64_t zero_sectors;    /* of those, sectors in zero extents (read
+                                 as zeroes, no data stored) */
 } S2ESnapshotInfo;
 
 /* The path of snapshot @name of @image_path: "<dir>/<base name>.<name>",
@@ -104,8 +106,13 @@ typedef struct S2ESnapshotWriter S2ESnapshotWriter;
 
 /* Start a snapshot that will be committed into directory @dir.  Creates
  * a temporary file in @dir at once (so the VM state can be streamed before
- * the snapshot's name is known).  @base is the identity recorded;
- * @disk_sectors the disk size.  NULL and *error on failure. */
+ * the snapshot's name is known), named after its creator:
+ * ".s2e-snapshot.HOST.PIDNS.PID.RANDOM".  First removes the temporary
+ * files in @dir that processes of this host (and PID namespace) which no
+ * longer exist left behind (killed during a savevm); never those of live
+ * processes or other hosts, never symbolic links or non-regular files.
+ * @base is the identity recorded; @disk_sectors the disk size.  NULL and
+ * *error on failure. */
 S2ESnapshotWriter *s2e_snapshot_writer_new(const char *dir,
                                            const S2EBaseIdentity *base,
                                            uint64_t disk_sectors,
@@ -143,9 +150,24 @@ int s2e_snapshot_writer_add_sectors(S2ESnapshotWriter *w, uint64_t sector,
                                     uint64_t count, const void *data,
                                     GError **error);
 
+/* Append a run of @count sectors that read as zeroes (e.g. a range the
+ * guest wrote zeroes to).  Nothing but an index entry is written: O(1)
+ * time and file space whatever @count, so a multi-TiB zeroed range costs
+ * 32 bytes.  Same ordering, range and failure rules as
+ * s2e_snapshot_writer_add_sectors(), with which it may be interleaved
+ * (the runs of both kinds together must be ascending and not overlap).
+ * Adjacent zero runs are merged into one extent.  A @count of 0 does
+ * nothing.  A snapshot with zero extents sets an incompatible feature bit:
+ * s2e-block versions that predate zero extents refuse it (FEATURES)
+ * rather than misread it; snapshots without keep the old format. */
+int s2e_snapshot_writer_add_zero_sectors(S2ESnapshotWriter *w,
+                                         uint64_t sector, uint64_t count,
+                                         GError **error);
+
 /* Finish: write indexes and header, fsync, rename to @final_path (which
  * must be in the writer's directory), fsync the directory.  @info's
- * vm_state_size, disk_sectors and dirty_sectors are filled by the writer.
+ * vm_state_size, disk_sectors, dirty_sectors and zero_sectors are filled
+ * by the writer.
  * The writer is freed whatever the outcome; on failure the temporary file
  * is removed and any existing @final_path is left as it was.  One
  * exception: when only the final fsync of the directory fails, the new
@@ -194,22 +216,40 @@ typedef struct S2ESnapshotLayout {
     uint32_t chunk_size;          /* uncompressed bytes per VM state chunk */
     uint64_t chunk_count;
     uint64_t vm_state_stored;     /* bytes of VM state in the file */
-    uint64_t extent_count;        /* runs of dirty sectors */
+    uint64_t extent_count;        /* runs of dirty sectors, both kinds */
+    uint64_t zero_extent_count;   /* of those, zero extents */
 } S2ESnapshotLayout;
 
 void s2e_snapshot_get_layout(const S2ESnapshot *snap,
                              S2ESnapshotLayout *layout);
 
-/* Whether the run at @sector is stored in the snapshot; its length in
- * *count (1 .. max_count).  Returns true when stored.  A sector at or past
- * the disk end is not stored (*count = max_count); *count = 0 when
- * @max_count is 0. */
+/* Whether the run at @sector is held by the snapshot (as data or as a
+ * zero extent); its length in *count (1 .. max_count).  Returns true when
+ * held.  A sector at or past the disk end is not held (*count =
+ * max_count); *count = 0 when @max_count is 0. */
 bool s2e_snapshot_extent(const S2ESnapshot *snap, uint64_t sector,
                          uint64_t max_count, uint64_t *count);
 
-/* Read stored sectors (every sector of the range must be stored, else
- * -EINVAL and INVALID) with pread.  Sector data is not checksummed on this
- * path (s2e_snapshot_verify_all() checks it).  -errno and *error on
+/* What the snapshot holds for a sector. */
+typedef enum S2ESnapshotExtentKind {
+    S2E_SNAPSHOT_EXTENT_NONE = 0,   /* nothing: read the base image */
+    S2E_SNAPSHOT_EXTENT_DATA = 1,   /* sector data stored in the file */
+    S2E_SNAPSHOT_EXTENT_ZERO = 2,   /* reads as zeroes; nothing stored */
+} S2ESnapshotExtentKind;
+
+/* The kind of the run at @sector and its length in *count (1 ..
+ * max_count): the following sectors up to *count are all of that kind.
+ * At or past the disk end: NONE with *count = max_count; *count = 0 (and
+ * NONE) when @max_count is 0. */
+S2ESnapshotExtentKind s2e_snapshot_extent_kind(const S2ESnapshot *snap,
+                                               uint64_t sector,
+                                               uint64_t max_count,
+                                               uint64_t *count);
+
+/* Read held sectors (every sector of the range must be held, as data or
+ * zero extent, else -EINVAL and INVALID): data with pread, zero extents
+ * as zeroes.  Sector data is not checksummed on this path
+ * (s2e_snapshot_verify_all() checks it).  -errno and *error on
  * failure. */
 int s2e_snapshot_read_sectors(const S2ESnapshot *snap, uint64_t sector,
                               uint64_t count, void *buf, GError **error);

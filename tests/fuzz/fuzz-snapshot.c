@@ -5,9 +5,10 @@
  * Each input becomes the contents of a memfd, opened by path through
  * /proc/self/fd so the real s2e_snapshot_open() runs: fstat, pread, the
  * codec's validation in its fixed order.  When the file is accepted, the
- * target exercises what QEMU would do with it (extent walks, sector reads,
- * VM state reads around the chunk boundaries and past the end, the base
- * identity check, full verification) and checks the API's promises; a
+ * target exercises what QEMU would do with it (extent walks by kind,
+ * sector reads (zero extents must read as zeroes), VM state reads around
+ * the chunk boundaries and past the end, the base identity check, full
+ * verification) and checks the API's promises; a
  * broken promise aborts, which libFuzzer reports.  A refused file must come
  * with an S2E_SNAPSHOT_ERROR naming the file.
  *
@@ -54,23 +55,56 @@ static const char *input_path(const uint8_t *data, size_t size)
 static void walk_extents(S2ESnapshot *snap, uint8_t *buf)
 {
     const S2ESnapshotInfo *info = s2e_snapshot_get_info(snap);
-    uint64_t n, count;
+    uint64_t n, count, kcount, zero = 0;
     const S2ESnapExtent *e = s2e_snapshot_extents(snap, &n);
     uint64_t sector = 0;
+    S2ESnapshotLayout l;
 
+    s2e_snapshot_get_layout(snap, &l);
+    for (uint64_t i = 0; i < n; i++) {
+        zero += e[i].flags & S2E_SNAP_EXTENT_ZERO ? e[i].count : 0;
+    }
+    promise(zero == info->zero_sectors, "zero_sectors adds up");
+    promise(zero <= info->dirty_sectors, "zero sectors are dirty sectors");
+    promise(l.zero_extent_count <= l.extent_count, "zero extent count");
+    promise(zero == 0 || (l.incompatible_features &
+                          S2E_SNAP_INCOMPAT_ZERO_EXTENTS),
+            "zero extents only with their feature bit");
     for (uint64_t i = 0; i < n && i < 16; i++) {
+        bool is_zero = e[i].flags & S2E_SNAP_EXTENT_ZERO;
         uint64_t c = MIN(e[i].count, READ_MAX / 512);
+        S2ESnapshotExtentKind kind;
+
         promise(s2e_snapshot_extent(snap, e[i].sector, UINT64_MAX, &count),
                 "an extent's first sector is stored");
         promise(count >= e[i].count, "stored run covers the extent");
+        kind = s2e_snapshot_extent_kind(snap, e[i].sector, UINT64_MAX,
+                                        &kcount);
+        promise(kind == (is_zero ? S2E_SNAPSHOT_EXTENT_ZERO
+                                 : S2E_SNAPSHOT_EXTENT_DATA),
+                "an extent's kind is its flag");
+        promise(kcount >= e[i].count && kcount <= count,
+                "a run of one kind covers the extent, within the held run");
         /* May fail (data past a truncation is caught at open, but a
          * read can still meet an I/O error); must not crash. */
-        s2e_snapshot_read_sectors(snap, e[i].sector, c, buf, NULL);
+        memset(buf, 0x5a, c * 512);
+        if (s2e_snapshot_read_sectors(snap, e[i].sector, c, buf, NULL) == 0 &&
+            is_zero) {
+            for (size_t k = 0; k < c * 512; k++) {
+                promise(buf[k] == 0, "a zero extent reads as zeroes");
+            }
+        }
     }
     for (int i = 0; i < 32 && sector < info->disk_sectors; i++) {
-        s2e_snapshot_extent(snap, sector, 1000, &count);
+        S2ESnapshotExtentKind kind;
+        bool held = s2e_snapshot_extent(snap, sector, 1000, &count);
+
         promise(count >= 1 && count <= 1000, "extent count in range");
-        sector += count;
+        kind = s2e_snapshot_extent_kind(snap, sector, 1000, &kcount);
+        promise(kcount >= 1 && kcount <= count, "kind count in range");
+        promise(held == (kind != S2E_SNAPSHOT_EXTENT_NONE),
+                "held exactly when the kind is not NONE");
+        sector += kcount;
     }
 }
 
@@ -166,6 +200,9 @@ static void reseal_extents(uint8_t *f, size_t size)
         uint8_t *e = f + off + i * 32;
         uint64_t count = s2e_snap_get_le64(e + 8);
         uint64_t doff = s2e_snap_get_le64(e + 16);
+        if (s2e_snap_get_le32(e + 28) & S2E_SNAP_EXTENT_ZERO) {
+            continue;   /* stores nothing: its crc must stay 0 */
+        }
         if (count <= size / 512 && in_file(doff, count * 512, size)) {
             s2e_snap_put_le32(e + 24, s2e_snap_crc32(0, f + doff,
                                                      count * 512));

@@ -5,7 +5,9 @@
  *
  * A few small valid snapshot files made with the real writer (empty,
  * VM state only, sectors only with sector numbers above 2^32, mixed raw
- * and compressed chunks), then copies with one field changed and every
+ * and compressed chunks, data and zero extents with zero runs of 2^40
+ * sectors on a 2^50-sector disk), then copies with one field changed and
+ * every
  * checksum recomputed, so the fuzzer starts past the checksums and deep
  * in each validation step.  Deterministic: the same files every run.
  */
@@ -20,7 +22,7 @@ typedef struct Seed {
     uint64_t vm_size;
     bool random_vm;
     uint64_t disk_sectors;
-    uint64_t sectors[4][2];
+    uint64_t sectors[4][3];     /* sector, count, 1 for a zero run */
 } Seed;
 
 static const Seed seeds[] = {
@@ -30,6 +32,11 @@ static const Seed seeds[] = {
       { { 3, 2 }, { 8, 8 }, { UINT64_C(1) << 33, 1 }, { 0 } } },
     { "valid-mixed", 4096 * 2 + 100, true, 4096,
       { { 0, 1 }, { 1, 1 }, { 100, 9 }, { 0 } } },
+    { "valid-zero", 5000, false, UINT64_C(1) << 50,
+      { { 0, 8, 0 }, { 8, UINT64_C(1) << 40, 1 },
+        { UINT64_C(1) << 41, 9, 0 },
+        { (UINT64_C(1) << 41) + 9, (UINT64_C(1) << 50) -
+                                   (UINT64_C(1) << 41) - 9, 1 } } },
 };
 
 static void die(const char *what, GError *err)
@@ -66,9 +73,17 @@ static void write_seed(const char *dir, const Seed *s)
         }
     }
     for (int i = 0; i < 4 && s->sectors[i][1]; i++) {
+        int ret;
+
         memset(buf, 0x40 + i, sizeof(buf));
-        if (s2e_snapshot_writer_add_sectors(w, s->sectors[i][0],
-                                            s->sectors[i][1], buf, &err) < 0) {
+        if (s->sectors[i][2]) {
+            ret = s2e_snapshot_writer_add_zero_sectors(w, s->sectors[i][0],
+                                                       s->sectors[i][1], &err);
+        } else {
+            ret = s2e_snapshot_writer_add_sectors(w, s->sectors[i][0],
+                                                  s->sectors[i][1], buf, &err);
+        }
+        if (ret < 0) {
             die(s->name, err);
         }
     }
@@ -104,7 +119,7 @@ typedef struct Mutation {
  * extent index. */
 static const Mutation mutations[] = {
     { "mut-version", "valid-vmstate", 0, 8, 2 },
-    { "mut-incompat", "valid-vmstate", 1, 16, 1 },
+    { "mut-incompat", "valid-vmstate", 1, 16, 2 },
     { "mut-header-length", "valid-mixed", 0, 12, 184 },
     { "mut-chunk-size", "valid-vmstate", 0, 120, 8192 },
     { "mut-vm-size", "valid-vmstate", 1, 112, 9001 },
@@ -114,6 +129,13 @@ static const Mutation mutations[] = {
     { "mut-extent-order", "valid-sectors", 1, 2000 + 32, 2 },
     { "mut-extent-offset", "valid-sectors", 1, 2000 + 16, 4608 },
     { "mut-truncated", "valid-mixed", 2, 0, 5000 },
+    { "mut-extent-flags", "valid-sectors", 0, 2000 + 28, 2 },
+    { "mut-zero-feature", "valid-zero", 1, 16, 0 },
+    { "mut-zero-offset", "valid-zero", 1, 2000 + 32 + 16, 8192 },
+    { "mut-zero-flag-on-data", "valid-zero", 0, 2000 + 64 + 28, 1 },
+    { "mut-zero-count", "valid-zero", 1, 2000 + 96 + 8,
+      UINT64_C(1) << 50 },
+    { "mut-zero-truncated", "valid-zero", 2, 0, 4096 + 1000 },
 };
 
 static void write_mutation(const char *dir, const Mutation *m)

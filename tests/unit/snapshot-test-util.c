@@ -147,7 +147,15 @@ bool tu_write_snapshot(const char *path, const TuSpec *spec,
     }
     g_free(buf);
     for (size_t i = 0; i < spec->nruns && ret == 0; i++) {
-        uint8_t *data = g_malloc(spec->runs[i].count * 512);
+        uint8_t *data;
+
+        if (spec->runs[i].zero) {
+            ret = s2e_snapshot_writer_add_zero_sectors(w, spec->runs[i].sector,
+                                                       spec->runs[i].count,
+                                                       &err);
+            continue;
+        }
+        data = g_malloc(spec->runs[i].count * 512);
         tu_sectors_fill(data, spec->runs[i].sector, spec->runs[i].count,
                         spec->seed);
         ret = s2e_snapshot_writer_add_sectors(w, spec->runs[i].sector,

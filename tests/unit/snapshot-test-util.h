@@ -47,6 +47,15 @@ enum {
     HDR_FIXED_LEN = 176,
 };
 
+/* Extent index entry field offsets. */
+enum {
+    EXT_SECTOR = 0,
+    EXT_COUNT = 8,
+    EXT_OFFSET = 16,
+    EXT_CRC = 24,
+    EXT_FLAGS = 28,
+};
+
 /* A scratch directory, removed with everything in it. */
 char *tu_tmpdir(void);
 void tu_rmtree(const char *path);
@@ -67,6 +76,7 @@ void tu_sectors_fill(uint8_t *buf, uint64_t sector, uint64_t count,
 typedef struct TuRun {
     uint64_t sector;
     uint64_t count;
+    bool zero;                /* a zero run (no data), else pattern data */
 } TuRun;
 
 /* What a test snapshot holds. */

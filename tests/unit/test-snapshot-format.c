@@ -6,6 +6,7 @@
  *
  * The reference file: 3 full VM state chunks of 4 KiB and a partial one,
  * three dirty extents; field offsets come from docs/snapshot-format.md.
+ * A second reference adds zero extents (incompatible feature bit 0).
  */
 #include "snapshot-test-util.h"
 
@@ -27,6 +28,18 @@ typedef struct Ref {
 
 static Ref ref;
 
+/* The zero extent reference: data, zero, data, zero, data, zero (to the
+ * disk end); written beside ref, same base identity. */
+#define ZREF_DISK (UINT64_C(1) << 20)
+static const TuRun zref_runs[] = {
+    { 0, 8, false }, { 8, 100, true }, { 200, 3, false },
+    { 1000, 3000, true }, { 4000, 16, false }, { 5000, ZREF_DISK - 5000, true },
+};
+#define ZREF_ZERO (100 + 3000 + ZREF_DISK - 5000)
+#define ZREF_DIRTY (ZREF_ZERO + 8 + 3 + 16)
+static uint8_t *zref_bytes;
+static size_t zref_len;
+
 static const TuRun ref_runs[] = { { 0, 8 }, { 100, 3 }, { 4000, 16 } };
 
 static void ref_cleanup(void)
@@ -39,6 +52,8 @@ static void ref_cleanup(void)
     g_free(ref.bad);
     g_free(ref.bytes);
     memset(&ref, 0, sizeof(ref));
+    g_free(zref_bytes);
+    zref_bytes = NULL;
 }
 
 static void ref_build(void)
@@ -66,6 +81,31 @@ static uint8_t *ref_copy(size_t *len)
     ref_build();
     *len = ref.len;
     return memcpy(g_malloc(ref.len), ref.bytes, ref.len);
+}
+
+static void zref_build(void)
+{
+    TuSpec spec = { .vm_size = 4096 + 100, .chunk_size = 4096,
+                    .zlib_level = -1, .disk_sectors = ZREF_DISK,
+                    .runs = zref_runs, .nruns = G_N_ELEMENTS(zref_runs),
+                    .seed = 4321, .name = "zeroes" };
+    char *path;
+
+    ref_build();
+    if (zref_bytes) {
+        return;
+    }
+    path = g_build_filename(ref.dir, "disk.zero", NULL);
+    CU_ASSERT_FATAL(tu_write_snapshot(path, &spec, &ref.id));
+    zref_bytes = tu_read_file(path, &zref_len);
+    g_free(path);
+}
+
+static uint8_t *zref_copy(size_t *len)
+{
+    zref_build();
+    *len = zref_len;
+    return memcpy(g_malloc(zref_len), zref_bytes, zref_len);
 }
 
 static uint64_t chunk_index(const uint8_t *b)
@@ -444,6 +484,234 @@ static void test_extent_entries(void)
     expect(b, len, S2E_SNAPSHOT_ERROR_CORRUPT, "out of order");
 }
 
+/* ---- Zero extents ------------------------------------------------------- */
+
+static S2ESnapshot *open_bad(uint8_t *b, size_t len);
+
+static uint8_t *zref_entry(uint8_t *b, int i)
+{
+    return b + extent_index(b) + i * 32;
+}
+
+/* Change field @off of zero-reference extent @i, reseal, expect @code (0:
+ * the file must open and verify). */
+static void expect_zref_entry(int i, size_t off, uint64_t v, int code,
+                              const char *needle)
+{
+    size_t len;
+    uint8_t *b = zref_copy(&len);
+    uint8_t *e = zref_entry(b, i) + off;
+
+    if (off == EXT_CRC || off == EXT_FLAGS) {
+        s2e_snap_put_le32(e, (uint32_t)v);
+    } else {
+        s2e_snap_put_le64(e, v);
+    }
+    tu_reseal_all(b);
+    if (code) {
+        expect(b, len, code, needle);
+    } else {
+        expect_ok(b, len);
+    }
+}
+
+static void test_zero_reference_is_valid(void)
+{
+    size_t len;
+    uint8_t *b = zref_copy(&len);
+    S2ESnapshot *snap;
+    const S2ESnapshotInfo *info;
+    S2ESnapshotLayout l;
+
+    CU_ASSERT_EQUAL(s2e_snap_get_le64(b + HDR_INCOMPAT),
+                    S2E_SNAP_INCOMPAT_ZERO_EXTENTS);
+    CU_ASSERT_EQUAL(s2e_snap_get_le64(b + HDR_EXTENT_COUNT), 6);
+    CU_ASSERT_EQUAL(s2e_snap_get_le64(b + HDR_DIRTY_SECTORS), ZREF_DIRTY);
+    CU_ASSERT_EQUAL(s2e_snap_get_le32(b + HDR_HEADER_LENGTH), 176);
+    for (int i = 0; i < 6; i++) {
+        const uint8_t *e = zref_entry(b, i);
+        bool zero = i % 2 == 1;
+
+        CU_ASSERT_EQUAL(s2e_snap_get_le64(e + EXT_SECTOR),
+                        zref_runs[i].sector);
+        CU_ASSERT_EQUAL(s2e_snap_get_le64(e + EXT_COUNT), zref_runs[i].count);
+        CU_ASSERT_EQUAL(s2e_snap_get_le32(e + EXT_FLAGS), zero ? 1 : 0);
+        if (zero) {
+            CU_ASSERT_EQUAL(s2e_snap_get_le64(e + EXT_OFFSET), 0);
+            CU_ASSERT_EQUAL(s2e_snap_get_le32(e + EXT_CRC), 0);
+        } else {
+            CU_ASSERT(s2e_snap_get_le64(e + EXT_OFFSET) >= 4096);
+        }
+    }
+    /* Only data is stored: 27 sectors (with page alignment) and VM state. */
+    CU_ASSERT(zref_len < 4096 + 4096 + 27 * 512 + 3 * 4096 + 6 * 32 + 48);
+    snap = open_bad(b, len);
+    info = s2e_snapshot_get_info(snap);
+    s2e_snapshot_get_layout(snap, &l);
+    CU_ASSERT_EQUAL(info->dirty_sectors, ZREF_DIRTY);
+    CU_ASSERT_EQUAL(info->zero_sectors, ZREF_ZERO);
+    CU_ASSERT_EQUAL(l.extent_count, 6);
+    CU_ASSERT_EQUAL(l.zero_extent_count, 3);
+    CU_ASSERT_EQUAL(s2e_snapshot_verify_all(snap, NULL), 0);
+    s2e_snapshot_close(snap);
+}
+
+/* The feature bit: required by zero extents, harmless without them; an
+ * unknown bit beside it is still refused. */
+static void test_zero_feature_bit(void)
+{
+    size_t len;
+    uint8_t *b = zref_copy(&len);
+
+    s2e_snap_put_le64(b + HDR_INCOMPAT, 0);
+    tu_reseal_header(b);
+    expect(b, len, S2E_SNAPSHOT_ERROR_CORRUPT, "feature bit");
+
+    b = zref_copy(&len);
+    s2e_snap_put_le64(b + HDR_INCOMPAT, 3);
+    tu_reseal_header(b);
+    expect(b, len, S2E_SNAPSHOT_ERROR_FEATURES, "0x2");
+
+    /* What a reader that predates zero extents sees: an unknown bit. */
+    b = zref_copy(&len);
+    s2e_snap_put_le64(b + HDR_INCOMPAT, UINT64_C(1) << 1);
+    tu_reseal_header(b);
+    expect(b, len, S2E_SNAPSHOT_ERROR_FEATURES, "incompatible");
+
+    b = ref_copy(&len);
+    s2e_snap_put_le64(b + HDR_INCOMPAT, S2E_SNAP_INCOMPAT_ZERO_EXTENTS);
+    tu_reseal_header(b);
+    expect_ok(b, len);
+}
+
+static void test_zero_entries(void)
+{
+    size_t len;
+    uint8_t *b = zref_copy(&len);
+    uint64_t data_off = s2e_snap_get_le64(zref_entry(b, 2) + EXT_OFFSET);
+
+    g_free(b);
+    /* A zero extent stores nothing: no offset, no checksum. */
+    expect_zref_entry(1, EXT_OFFSET, data_off, S2E_SNAPSHOT_ERROR_CORRUPT,
+                      "offset or checksum");
+    expect_zref_entry(1, EXT_OFFSET, 8192, S2E_SNAPSHOT_ERROR_CORRUPT,
+                      "dirty extent 1 (");
+    expect_zref_entry(3, EXT_CRC, 1, S2E_SNAPSHOT_ERROR_CORRUPT,
+                      "offset or checksum");
+    /* Unknown flags, on either kind. */
+    expect_zref_entry(0, EXT_FLAGS, 2, S2E_SNAPSHOT_ERROR_CORRUPT,
+                      "unknown flags 0x2");
+    expect_zref_entry(1, EXT_FLAGS, 0x80000001u, S2E_SNAPSHOT_ERROR_CORRUPT,
+                      "unknown flags");
+    b = ref_copy(&len);
+    s2e_snap_put_le32(b + extent_index(b) + EXT_FLAGS, 4);
+    tu_reseal_all(b);
+    expect(b, len, S2E_SNAPSHOT_ERROR_CORRUPT, "unknown flags 0x4");
+    /* A data extent flagged zero still has its offset and checksum. */
+    expect_zref_entry(2, EXT_FLAGS, 1, S2E_SNAPSHOT_ERROR_CORRUPT,
+                      "offset or checksum");
+    /* A zero extent unflagged has no data in the file. */
+    expect_zref_entry(1, EXT_FLAGS, 0, S2E_SNAPSHOT_ERROR_CORRUPT,
+                      "outside the file");
+    /* Order, overlap and disk bounds apply to zero extents too. */
+    expect_zref_entry(1, EXT_SECTOR, 7, S2E_SNAPSHOT_ERROR_CORRUPT,
+                      "overlaps the one before");
+    expect_zref_entry(3, EXT_COUNT, 3001, S2E_SNAPSHOT_ERROR_CORRUPT,
+                      "overlaps the one before");
+    expect_zref_entry(5, EXT_COUNT, ZREF_DISK - 5000 + 1,
+                      S2E_SNAPSHOT_ERROR_CORRUPT, "outside the disk");
+    expect_zref_entry(5, EXT_COUNT, UINT64_MAX, S2E_SNAPSHOT_ERROR_CORRUPT,
+                      "outside the disk");
+    expect_zref_entry(3, EXT_COUNT, 0, S2E_SNAPSHOT_ERROR_CORRUPT, "empty");
+    /* Shrinking a zero run is fine for the entry, not for the total. */
+    expect_zref_entry(3, EXT_COUNT, 2999, S2E_SNAPSHOT_ERROR_CORRUPT,
+                      "holds");
+}
+
+static void test_zero_header_counts(void)
+{
+    size_t len;
+    uint8_t *b = zref_copy(&len);
+
+    s2e_snap_put_le64(b + HDR_DIRTY_SECTORS, ZREF_DIRTY - ZREF_ZERO);
+    tu_reseal_header(b);
+    expect(b, len, S2E_SNAPSHOT_ERROR_CORRUPT, "holds");
+    b = zref_copy(&len);
+    s2e_snap_put_le64(b + HDR_DISK_SECTORS, ZREF_DIRTY - 1);
+    tu_reseal_header(b);
+    expect(b, len, S2E_SNAPSHOT_ERROR_CORRUPT, "dirty sectors on a disk");
+    /* A zero run as large as the largest disk is accepted. */
+    b = zref_copy(&len);
+    s2e_snap_put_le64(b + HDR_DISK_SECTORS, UINT64_C(1) << 54);
+    s2e_snap_put_le64(b + HDR_DIRTY_SECTORS,
+                      ZREF_DIRTY + (UINT64_C(1) << 54) - ZREF_DISK);
+    s2e_snap_put_le64(zref_entry(b, 5) + EXT_COUNT,
+                      (UINT64_C(1) << 54) - 5000);
+    tu_reseal_all(b);
+    expect_ok(b, len);
+}
+
+static void test_zero_truncation(void)
+{
+    size_t len;
+    uint8_t *b = zref_copy(&len);
+    uint64_t ei = extent_index(b);
+    S2ETestRng rng;
+
+    g_free(b);
+    for (int i = 0; i < 6; i += 2) {
+        uint64_t off = s2e_snap_get_le64(zref_bytes + ei + i * 32 +
+                                         EXT_OFFSET);
+        uint64_t count = zref_runs[i].count;
+        uint64_t at[] = { off, off + count * 512 - 1 };
+        for (size_t k = 0; k < G_N_ELEMENTS(at); k++) {
+            b = zref_copy(&len);
+            expect(b, at[k], S2E_SNAPSHOT_ERROR_TRUNCATED, NULL);
+        }
+    }
+    for (uint64_t at = ei; at < zref_len; at += 13) {
+        b = zref_copy(&len);
+        expect(b, at, S2E_SNAPSHOT_ERROR_TRUNCATED, NULL);
+    }
+    s2e_test_rng_init(&rng, s2e_test_seed() ^ 0x2e70);
+    for (uint64_t i = 0; i < s2e_test_scale(100); i++) {
+        b = zref_copy(&len);
+        expect(b, s2e_test_rng_below(&rng, zref_len),
+               S2E_SNAPSHOT_ERROR_TRUNCATED, NULL);
+    }
+}
+
+/* Damage and truncation after open: data reads fail, zero runs still read
+ * as zeroes (they need no I/O), and verify checks data extents only. */
+static void test_zero_damage_and_truncation_while_open(void)
+{
+    size_t len;
+    uint8_t *b = zref_copy(&len);
+    uint64_t off = s2e_snap_get_le64(zref_entry(b, 2) + EXT_OFFSET);
+    S2ESnapshot *snap;
+    GError *err = NULL;
+    uint8_t buf[16 * 512];
+
+    b[off + 5] ^= 1;
+    snap = open_bad(b, len);
+    CU_ASSERT_EQUAL(s2e_snapshot_verify_all(snap, &err), -EIO);
+    tu_check_error(err, S2E_SNAPSHOT_ERROR_CHECKSUM, "sectors 200+3", NULL);
+    s2e_snapshot_close(snap);
+
+    b = zref_copy(&len);
+    snap = open_bad(b, len);
+    CU_ASSERT_EQUAL(truncate(ref.bad, 4096), 0);
+    memset(buf, 0xee, sizeof(buf));
+    CU_ASSERT_EQUAL(s2e_snapshot_read_sectors(snap, 1500, 16, buf, NULL), 0);
+    for (size_t i = 0; i < sizeof(buf); i++) {
+        CU_ASSERT_EQUAL_FATAL(buf[i], 0);
+    }
+    err = NULL;
+    CU_ASSERT(s2e_snapshot_read_sectors(snap, 0, 16, buf, &err) < 0);
+    tu_check_error(err, S2E_SNAPSHOT_ERROR_TRUNCATED, ref.bad, NULL);
+    s2e_snapshot_close(snap);
+}
+
 /* ---- Truncation --------------------------------------------------------- */
 
 static void expect_truncated_at(uint64_t at)
@@ -679,6 +947,15 @@ void s2e_test_register(void)
     s2e_test_add(s, "checksums", test_index_checksums);
     s2e_test_add(s, "chunk_entries", test_chunk_entries);
     s2e_test_add(s, "extent_entries", test_extent_entries);
+
+    s = s2e_test_suite("zero");
+    s2e_test_add(s, "reference_is_valid", test_zero_reference_is_valid);
+    s2e_test_add(s, "feature_bit", test_zero_feature_bit);
+    s2e_test_add(s, "entries", test_zero_entries);
+    s2e_test_add(s, "header_counts", test_zero_header_counts);
+    s2e_test_add(s, "truncation", test_zero_truncation);
+    s2e_test_add(s, "damage_and_truncation_while_open",
+                 test_zero_damage_and_truncation_while_open);
 
     s = s2e_test_suite("truncation");
     s2e_test_add(s, "boundaries", test_truncation_boundaries);

@@ -3,9 +3,12 @@
 #
 #   test-snapshot-tool.sh S2E_SNAPSHOT CORPUS_DIR
 #
-# The corpus file valid-mixed was taken on a base of 1 MiB with mtime
-# 1700000000.000000005; mut-vm-size has a damaged last chunk; mut-version
-# is version 2.
+# The corpus files valid-mixed and valid-zero were taken on a base of 1 MiB
+# with mtime 1700000000.000000005; valid-zero has zero extents (17 data
+# sectors, 1124800395214839 zero sectors); mut-vm-size has a damaged last
+# chunk; mut-version is version 2; mut-zero-feature has a zero extent
+# without its feature bit.  (Sizes are printed with a no-break space: the
+# patterns match it with ".*".)
 set -u
 tool=$1
 corpus=$2
@@ -36,6 +39,8 @@ touch -d @1700000000.000000005 disk.img
 cp "$corpus/valid-mixed" disk.img.ready
 cp "$corpus/mut-vm-size" disk.img.broken
 cp "$corpus/mut-version" disk.img.v2
+cp "$corpus/valid-zero" disk.img.zero
+cp "$corpus/mut-zero-feature" disk.img.zbad
 echo "not a snapshot" > disk.img.notes
 
 check help 0 "Usage: s2e-snapshot" "$tool" --help
@@ -50,9 +55,19 @@ check info-json 0 '"loads":true' "$tool" --json info disk.img.ready
 check info-invalid 1 "version 2" "$tool" info disk.img.v2
 check info-invalid-json 1 '"code":"BAD_VERSION"' "$tool" --json info disk.img.v2
 check info-missing 1 "No such file" "$tool" info disk.img.none
+check info-zero 0 "of which zero: 1124800395214839 (511.5.*PiB) in 2 zero extents" "$tool" info disk.img.zero
+check info-zero-loads 0 "Loads on it:     yes" "$tool" info disk.img.zero
+check info-zero-features 0 "incompatible 0x1" "$tool" info disk.img.zero
+check info-zero-json 0 '"data_sectors":17,"zero_sectors":1124800395214839' "$tool" --json info disk.img.zero
+check info-zero-json-extents 0 '"extent_count":4,"zero_extent_count":2' "$tool" --json info disk.img.zero
+check info-plain-json 0 '"zero_sectors":0' "$tool" --json info disk.img.ready
+check info-zero-bad 1 "lacks the zero extent feature bit" "$tool" info disk.img.zbad
 
 check list 0 "ready  *ok" "$tool" list disk.img
 check list-invalid 0 "v2  *invalid" "$tool" list disk.img
+check list-header 0 "DISK DATA  *ZEROED  *FILE" "$tool" list disk.img
+check list-zero 0 "zero  *ok  *4.9.*KiB  *8.5.*KiB  *511.5.*PiB" "$tool" list disk.img
+check list-zero-json 0 '"name":"zero".*"zero_sectors":1124800395214839' "$tool" --json list disk.img
 check list-skips-notes 0 '"snapshots":\[{"name":"broken"' "$tool" --json list disk.img
 if "$tool" list disk.img | grep -q notes; then
     fail=$((fail + 1)); echo "FAIL: list shows a file without the magic"
@@ -62,6 +77,7 @@ fi
 
 check verify 0 "OK: snapshot 'ready'" "$tool" verify disk.img ready
 check verify-json 0 '"ok":true' "$tool" --json verify disk.img ready
+check verify-zero 0 "OK: snapshot 'zero'" "$tool" verify disk.img zero
 check verify-damaged 1 "does not decompress" "$tool" verify disk.img broken
 check verify-missing 1 "disk.img.nope" "$tool" verify disk.img nope
 check verify-bad-name 1 "Invalid snapshot name" "$tool" verify disk.img ../x

@@ -8,10 +8,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define T0_SEC 1700000000
@@ -447,6 +449,426 @@ static void test_empty_snapshot(void)
     fixture_fini(&f);
 }
 
+/* ---- Zero extents ------------------------------------------------------- */
+
+/* Expect @kind for the run at @sector with @max, of length @want. */
+static void expect_kind(const S2ESnapshot *snap, uint64_t sector,
+                        uint64_t max, S2ESnapshotExtentKind kind,
+                        uint64_t want)
+{
+    uint64_t n = 12345;
+    S2ESnapshotExtentKind got = s2e_snapshot_extent_kind(snap, sector, max,
+                                                         &n);
+
+    if (got != kind || n != want) {
+        fprintf(stderr, "\nsector %" G_GUINT64_FORMAT ": kind %d count %"
+                G_GUINT64_FORMAT ", want kind %d count %" G_GUINT64_FORMAT
+                "\n", sector, got, n, kind, want);
+    }
+    CU_ASSERT_EQUAL(got, kind);
+    CU_ASSERT_EQUAL(n, want);
+}
+
+static bool all_zero(const uint8_t *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (p[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Data and zero runs, interleaved with VM state, against a shadow of the
+ * disk: what each sector reads as (0 none, 1 data, 2 zero). */
+static void test_zero_mixed_roundtrip(void)
+{
+    Fixture f;
+    char *path;
+    S2ESnapshot *snap;
+    S2ESnapshotWriter *w;
+    S2ESnapshotLayout l;
+    S2ESnapshotInfo info = { .icount = 1 };
+    const S2ESnapExtent *e;
+    uint64_t disk = 100000, n, seed = s2e_test_seed();
+    uint8_t *shadow = g_malloc0(disk);
+    uint8_t *buf = g_malloc(64 * 512);
+    uint8_t vm[3000];
+    uint64_t pos = 0, sector = 0, data_total = 0, zero_total = 0;
+    S2ETestRng rng;
+
+    fixture_init(&f);
+    path = snap_path(&f, "zeroes");
+    w = s2e_snapshot_writer_new(f.dir, &f.id, disk, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+    CU_ASSERT_EQUAL(s2e_snapshot_writer_set_chunk_size(w, 4096, NULL), 0);
+    s2e_test_rng_init(&rng, seed);
+    while (sector < disk) {
+        uint64_t gap = s2e_test_rng_below(&rng, 3) == 0
+                       ? 0 : s2e_test_rng_below(&rng, 100);
+        uint64_t count = 1 + s2e_test_rng_below(&rng, 64);
+        bool zero = s2e_test_rng_below(&rng, 2);
+
+        sector += gap;
+        if (sector >= disk) {
+            break;
+        }
+        count = MIN(count, disk - sector);
+        if (zero) {
+            CU_ASSERT_EQUAL_FATAL(s2e_snapshot_writer_add_zero_sectors(
+                                      w, sector, count, NULL), 0);
+            zero_total += count;
+        } else {
+            tu_sectors_fill(buf, sector, count, seed);
+            CU_ASSERT_EQUAL_FATAL(s2e_snapshot_writer_add_sectors(
+                                      w, sector, count, buf, NULL), 0);
+            data_total += count;
+        }
+        memset(shadow + sector, zero ? 2 : 1, count);
+        sector += count;
+        if (s2e_test_rng_below(&rng, 8) == 0) {
+            tu_vmstate_fill(vm, pos, sizeof(vm), seed);
+            CU_ASSERT_EQUAL(s2e_snapshot_writer_put_vmstate(w, pos, vm,
+                                                            sizeof(vm), NULL),
+                            0);
+            pos += sizeof(vm);
+        }
+    }
+    CU_ASSERT_EQUAL_FATAL(s2e_snapshot_writer_commit(w, path, &info, NULL), 0);
+
+    snap = open_ok(path, &f.id);
+    CU_ASSERT_EQUAL(s2e_snapshot_get_info(snap)->dirty_sectors,
+                    data_total + zero_total);
+    CU_ASSERT_EQUAL(s2e_snapshot_get_info(snap)->zero_sectors, zero_total);
+    s2e_snapshot_get_layout(snap, &l);
+    CU_ASSERT_EQUAL(l.incompatible_features,
+                    zero_total ? S2E_SNAP_INCOMPAT_ZERO_EXTENTS : 0);
+    CU_ASSERT_EQUAL(l.compatible_features, 0);
+    /* Only data takes file space: header, data, VM state, indexes. */
+    CU_ASSERT(l.file_size < 4096 + data_total * 512 + pos + 4096 +
+                            l.extent_count * (32 + 4096) +
+                            l.chunk_count * 24);
+    e = s2e_snapshot_extents(snap, &n);
+    CU_ASSERT_EQUAL(n, l.extent_count);
+    {
+        uint64_t zeros = 0;
+        for (uint64_t i = 0; i < n; i++) {
+            bool z = e[i].flags & S2E_SNAP_EXTENT_ZERO;
+            zeros += z;
+            if (z) {
+                CU_ASSERT_EQUAL(e[i].offset, 0);
+                CU_ASSERT_EQUAL(e[i].crc, 0);
+            }
+            /* Adjacent zero runs were merged. */
+            if (i > 0 && z && (e[i - 1].flags & S2E_SNAP_EXTENT_ZERO)) {
+                CU_ASSERT(e[i - 1].sector + e[i - 1].count < e[i].sector);
+            }
+        }
+        CU_ASSERT_EQUAL(zeros, l.zero_extent_count);
+    }
+
+    /* Walk the disk with extent_kind() and extent(); read every run. */
+    for (uint64_t s = 0; s < disk;) {
+        uint64_t max = 1 + s2e_test_rng_below(&rng, 200), k;
+        S2ESnapshotExtentKind kind = s2e_snapshot_extent_kind(snap, s, max,
+                                                              &n);
+        bool held = s2e_snapshot_extent(snap, s, max, &k);
+
+        CU_ASSERT_FATAL(n >= 1 && n <= max);
+        CU_ASSERT_EQUAL(held, kind != S2E_SNAPSHOT_EXTENT_NONE);
+        CU_ASSERT(k >= n);        /* extent() also spans the other kind */
+        for (uint64_t i = 0; i < n && s + i < disk; i++) {
+            CU_ASSERT_EQUAL_FATAL(shadow[s + i], (uint8_t)kind);
+        }
+        if (s + n < disk && n < max) {
+            CU_ASSERT_NOT_EQUAL(shadow[s + n], (uint8_t)kind);
+        }
+        for (uint64_t i = 0; i < k && s + i < disk; i++) {
+            CU_ASSERT_EQUAL_FATAL(shadow[s + i] != 0, held);
+        }
+        if (kind == S2E_SNAPSHOT_EXTENT_DATA) {
+            check_sectors(snap, s, MIN(n, 64), seed);
+        } else if (kind == S2E_SNAPSHOT_EXTENT_ZERO) {
+            memset(buf, 0xee, 64 * 512);
+            CU_ASSERT_EQUAL(s2e_snapshot_read_sectors(snap, s, MIN(n, 64),
+                                                      buf, NULL), 0);
+            CU_ASSERT(all_zero(buf, MIN(n, 64) * 512));
+        }
+        s += n;
+    }
+    /* Reads across runs of both kinds. */
+    for (int i = 0; i < 200; i++) {
+        uint64_t s = s2e_test_rng_below(&rng, disk - 64);
+        uint64_t held;
+        uint8_t *want = g_malloc(64 * 512);
+
+        s2e_snapshot_extent(snap, s, 64, &held);
+        if (shadow[s] == 0) {
+            g_free(want);
+            continue;
+        }
+        tu_sectors_fill(want, s, held, seed);
+        for (uint64_t k = 0; k < held; k++) {
+            if (shadow[s + k] == 2) {
+                memset(want + k * 512, 0, 512);
+            }
+        }
+        memset(buf, 0xee, 64 * 512);
+        CU_ASSERT_EQUAL(s2e_snapshot_read_sectors(snap, s, held, buf, NULL),
+                        0);
+        CU_ASSERT(memcmp(buf, want, held * 512) == 0);
+        g_free(want);
+    }
+    check_vmstate_at(snap, pos, seed, 0, (size_t)pos);
+    CU_ASSERT_EQUAL(s2e_snapshot_verify_all(snap, NULL), 0);
+    s2e_snapshot_close(snap);
+    g_free(shadow);
+    g_free(buf);
+    g_free(path);
+    fixture_fini(&f);
+}
+
+/* Exact merging and splitting of runs, and the kind queries at edges. */
+static void test_zero_merge_rules(void)
+{
+    Fixture f;
+    char *path;
+    S2ESnapshot *snap;
+    S2ESnapshotWriter *w;
+    S2ESnapshotInfo info = { 0 };
+    const S2ESnapExtent *e;
+    uint8_t data[16 * 512];
+    uint64_t n;
+
+    fixture_init(&f);
+    path = snap_path(&f, "merge0");
+    w = s2e_snapshot_writer_new(f.dir, &f.id, 1000, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+    /* The file's data ends at 4096 + 8 * 512: a zero extent with offset 0
+     * and 8 sectors would "continue" it if kinds were not compared. */
+    tu_sectors_fill(data, 0, 16, 3);
+    CU_ASSERT_EQUAL(s2e_snapshot_writer_add_zero_sectors(w, 0, 4, NULL), 0);
+    CU_ASSERT_EQUAL(s2e_snapshot_writer_add_zero_sectors(w, 4, 4, NULL), 0);
+    CU_ASSERT_EQUAL(s2e_snapshot_writer_add_sectors(w, 8, 8, data, NULL), 0);
+    CU_ASSERT_EQUAL(s2e_snapshot_writer_add_zero_sectors(w, 16, 0, NULL), 0);
+    CU_ASSERT_EQUAL(s2e_snapshot_writer_add_zero_sectors(w, 16, 4, NULL), 0);
+    CU_ASSERT_EQUAL(s2e_snapshot_writer_add_sectors(w, 20, 4, data, NULL), 0);
+    CU_ASSERT_EQUAL(s2e_snapshot_writer_add_zero_sectors(w, 30, 10, NULL), 0);
+    CU_ASSERT_EQUAL(s2e_snapshot_writer_add_zero_sectors(w, 40, 960, NULL),
+                    0);                                /* to the disk end */
+    CU_ASSERT_EQUAL(s2e_snapshot_writer_commit(w, path, &info, NULL), 0);
+
+    snap = open_ok(path, &f.id);
+    e = s2e_snapshot_extents(snap, &n);
+    CU_ASSERT_EQUAL_FATAL(n, 5);
+    CU_ASSERT(e[0].sector == 0 && e[0].count == 8 && e[0].flags == 1);
+    CU_ASSERT(e[1].sector == 8 && e[1].count == 8 && e[1].flags == 0);
+    CU_ASSERT(e[2].sector == 16 && e[2].count == 4 && e[2].flags == 1);
+    CU_ASSERT(e[3].sector == 20 && e[3].count == 4 && e[3].flags == 0);
+    CU_ASSERT(e[4].sector == 30 && e[4].count == 970 && e[4].flags == 1);
+    CU_ASSERT_EQUAL(s2e_snapshot_get_info(snap)->dirty_sectors, 994);
+    CU_ASSERT_EQUAL(s2e_snapshot_get_info(snap)->zero_sectors, 982);
+
+    expect_kind(snap, 0, 100, S2E_SNAPSHOT_EXTENT_ZERO, 8);
+    expect_kind(snap, 3, 100, S2E_SNAPSHOT_EXTENT_ZERO, 5);
+    expect_kind(snap, 3, 2, S2E_SNAPSHOT_EXTENT_ZERO, 2);
+    expect_kind(snap, 8, 100, S2E_SNAPSHOT_EXTENT_DATA, 8);
+    expect_kind(snap, 15, 100, S2E_SNAPSHOT_EXTENT_DATA, 1);
+    expect_kind(snap, 16, 100, S2E_SNAPSHOT_EXTENT_ZERO, 4);
+    expect_kind(snap, 20, 100, S2E_SNAPSHOT_EXTENT_DATA, 4);
+    expect_kind(snap, 24, 100, S2E_SNAPSHOT_EXTENT_NONE, 6);
+    expect_kind(snap, 24, 3, S2E_SNAPSHOT_EXTENT_NONE, 3);
+    expect_kind(snap, 30, UINT64_MAX, S2E_SNAPSHOT_EXTENT_ZERO, 970);
+    expect_kind(snap, 999, 5, S2E_SNAPSHOT_EXTENT_ZERO, 1);
+    expect_kind(snap, 1000, 5, S2E_SNAPSHOT_EXTENT_NONE, 5);
+    expect_kind(snap, UINT64_MAX, 5, S2E_SNAPSHOT_EXTENT_NONE, 5);
+    expect_kind(snap, 0, 0, S2E_SNAPSHOT_EXTENT_NONE, 0);
+    /* The bool query spans both kinds: sectors 0..23 are all held. */
+    CU_ASSERT(s2e_snapshot_extent(snap, 0, 100, &n));
+    CU_ASSERT_EQUAL(n, 24);
+    CU_ASSERT(s2e_snapshot_extent(snap, 30, 100, &n));
+    CU_ASSERT_EQUAL(n, 100);
+    CU_ASSERT(!s2e_snapshot_extent(snap, 24, 100, &n));
+    CU_ASSERT_EQUAL(n, 6);
+    {
+        /* read_sectors over zero, data, zero, data. */
+        uint8_t got[24 * 512], want[24 * 512];
+        memset(want, 0, sizeof(want));
+        memcpy(want + 8 * 512, data, 8 * 512);
+        memcpy(want + 20 * 512, data, 4 * 512);
+        memset(got, 0xee, sizeof(got));
+        CU_ASSERT_EQUAL(s2e_snapshot_read_sectors(snap, 0, 24, got, NULL), 0);
+        CU_ASSERT(memcmp(got, want, sizeof(got)) == 0);
+        /* A hole is still refused. */
+        CU_ASSERT_EQUAL(s2e_snapshot_read_sectors(snap, 20, 5, got, NULL),
+                        -EINVAL);
+    }
+    CU_ASSERT_EQUAL(s2e_snapshot_verify_all(snap, NULL), 0);
+    s2e_snapshot_close(snap);
+    g_free(path);
+    fixture_fini(&f);
+}
+
+/* Zero runs of 2^40 sectors (512 TiB) on a disk of 2^50 sectors cost an
+ * index entry, not 512 TiB; queries and reads inside them work. */
+static void test_zero_huge(void)
+{
+    Fixture f;
+    char *path;
+    S2ESnapshot *snap;
+    S2ESnapshotWriter *w;
+    S2ESnapshotInfo info = { 0 };
+    S2ESnapshotLayout l;
+    uint64_t disk = UINT64_C(1) << 50, big = UINT64_C(1) << 40;
+    uint64_t at = (UINT64_C(1) << 41) + 3, n;
+    uint8_t data[8 * 512], got[8 * 512];
+    struct stat st;
+    gint64 t0;
+
+    fixture_init(&f);
+    path = snap_path(&f, "huge");
+    tu_sectors_fill(data, at - 8, 8, 9);
+    w = s2e_snapshot_writer_new(f.dir, &f.id, disk, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+    t0 = g_get_monotonic_time();
+    CU_ASSERT_EQUAL(s2e_snapshot_writer_add_zero_sectors(w, 0, big, NULL), 0);
+    CU_ASSERT_EQUAL(s2e_snapshot_writer_add_sectors(w, at - 8, 8, data, NULL),
+                    0);
+    /* Two adjacent halves merge into one 2^40 extent. */
+    CU_ASSERT_EQUAL(s2e_snapshot_writer_add_zero_sectors(w, at, big / 2,
+                                                         NULL), 0);
+    CU_ASSERT_EQUAL(s2e_snapshot_writer_add_zero_sectors(w, at + big / 2,
+                                                         big / 2, NULL), 0);
+    /* And the rest of the disk. */
+    CU_ASSERT_EQUAL(s2e_snapshot_writer_add_zero_sectors(
+                        w, at + big + 1, disk - (at + big + 1), NULL), 0);
+    CU_ASSERT(g_get_monotonic_time() - t0 < 1000000);   /* no data loop */
+    CU_ASSERT_EQUAL(s2e_snapshot_writer_commit(w, path, &info, NULL), 0);
+    CU_ASSERT_EQUAL(stat(path, &st), 0);
+    CU_ASSERT(st.st_size <= 4096 + 8192 + 4 * 32);
+
+    snap = open_ok(path, &f.id);
+    s2e_snapshot_get_layout(snap, &l);
+    CU_ASSERT_EQUAL(l.extent_count, 4);
+    CU_ASSERT_EQUAL(l.zero_extent_count, 3);
+    CU_ASSERT_EQUAL(s2e_snapshot_get_info(snap)->disk_sectors, disk);
+    /* Holes: [big, at - 8) and at + big. */
+    CU_ASSERT_EQUAL(s2e_snapshot_get_info(snap)->dirty_sectors,
+                    disk - (at - 8 - big) - 1);
+    CU_ASSERT_EQUAL(s2e_snapshot_get_info(snap)->zero_sectors,
+                    disk - (at - 8 - big) - 1 - 8);
+    expect_kind(snap, 0, UINT64_MAX, S2E_SNAPSHOT_EXTENT_ZERO, big);
+    expect_kind(snap, big - 1, UINT64_MAX, S2E_SNAPSHOT_EXTENT_ZERO, 1);
+    expect_kind(snap, big, UINT64_MAX, S2E_SNAPSHOT_EXTENT_NONE,
+                at - 8 - big);
+    expect_kind(snap, at - 8, UINT64_MAX, S2E_SNAPSHOT_EXTENT_DATA, 8);
+    expect_kind(snap, at, UINT64_MAX, S2E_SNAPSHOT_EXTENT_ZERO, big);
+    expect_kind(snap, at + 12345, 10, S2E_SNAPSHOT_EXTENT_ZERO, 10);
+    expect_kind(snap, at + big, UINT64_MAX, S2E_SNAPSHOT_EXTENT_NONE, 1);
+    expect_kind(snap, at + big + 1, UINT64_MAX, S2E_SNAPSHOT_EXTENT_ZERO,
+                disk - (at + big + 1));
+    CU_ASSERT(s2e_snapshot_extent(snap, at - 8, UINT64_MAX, &n));
+    CU_ASSERT_EQUAL(n, 8 + big);
+    memset(got, 0xee, sizeof(got));
+    CU_ASSERT_EQUAL(s2e_snapshot_read_sectors(snap, at + big - 8, 8, got,
+                                              NULL), 0);
+    CU_ASSERT(all_zero(got, sizeof(got)));
+    CU_ASSERT_EQUAL(s2e_snapshot_read_sectors(snap, disk - 8, 8, got, NULL),
+                    0);
+    CU_ASSERT(all_zero(got, sizeof(got)));
+    check_sectors(snap, at - 8, 8, 9);
+    t0 = g_get_monotonic_time();
+    CU_ASSERT_EQUAL(s2e_snapshot_verify_all(snap, NULL), 0);
+    CU_ASSERT(g_get_monotonic_time() - t0 < 1000000);
+    s2e_snapshot_close(snap);
+    g_free(path);
+    fixture_fini(&f);
+}
+
+/* add_zero_sectors() follows the rules of add_sectors(). */
+static void test_zero_writer_errors(void)
+{
+    Fixture f;
+    char *path;
+    S2ESnapshotWriter *w;
+    S2ESnapshotInfo info = { 0 };
+    GError *err = NULL;
+    uint8_t buf[512] = { 0 };
+    S2ESnapshot *snap;
+    S2ESnapshotLayout l;
+
+    fixture_init(&f);
+    path = snap_path(&f, "zargs");
+    w = s2e_snapshot_writer_new(f.dir, &f.id, 100, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+    CU_ASSERT_EQUAL(s2e_snapshot_writer_add_zero_sectors(w, 10, 5, NULL), 0);
+    CU_ASSERT_EQUAL(s2e_snapshot_writer_add_zero_sectors(w, 14, 1, &err),
+                    -EINVAL);
+    tu_check_error(err, S2E_SNAPSHOT_ERROR_INVALID, "order", NULL);
+    err = NULL;
+    CU_ASSERT_EQUAL(s2e_snapshot_writer_add_sectors(w, 12, 1, buf, &err),
+                    -EINVAL);
+    tu_check_error(err, S2E_SNAPSHOT_ERROR_INVALID, "order", NULL);
+    err = NULL;
+    CU_ASSERT_EQUAL(s2e_snapshot_writer_add_sectors(w, 15, 1, buf, NULL), 0);
+    CU_ASSERT_EQUAL(s2e_snapshot_writer_add_zero_sectors(w, 15, 1, &err),
+                    -EINVAL);
+    tu_check_error(err, S2E_SNAPSHOT_ERROR_INVALID, "order", NULL);
+    err = NULL;
+    CU_ASSERT_EQUAL(s2e_snapshot_writer_add_zero_sectors(w, 99, 2, &err),
+                    -EINVAL);
+    tu_check_error(err, S2E_SNAPSHOT_ERROR_INVALID, "outside", NULL);
+    err = NULL;
+    CU_ASSERT_EQUAL(s2e_snapshot_writer_add_zero_sectors(w, 100, 1, &err),
+                    -EINVAL);
+    tu_check_error(err, S2E_SNAPSHOT_ERROR_INVALID, "outside", NULL);
+    err = NULL;
+    CU_ASSERT_EQUAL(s2e_snapshot_writer_add_zero_sectors(w, 20, UINT64_MAX,
+                                                         &err), -EINVAL);
+    tu_check_error(err, S2E_SNAPSHOT_ERROR_INVALID, "outside", NULL);
+    err = NULL;
+    CU_ASSERT_EQUAL(s2e_snapshot_writer_add_zero_sectors(w, 5, 0, NULL), 0);
+    CU_ASSERT_EQUAL(s2e_snapshot_writer_add_zero_sectors(NULL, 5, 1, &err),
+                    -EINVAL);
+    tu_check_error(err, S2E_SNAPSHOT_ERROR_INVALID, NULL);
+    /* Still usable after argument errors. */
+    CU_ASSERT_EQUAL(s2e_snapshot_writer_add_zero_sectors(w, 99, 1, NULL), 0);
+    CU_ASSERT_EQUAL(s2e_snapshot_writer_commit(w, path, &info, NULL), 0);
+    snap = open_ok(path, &f.id);
+    s2e_snapshot_get_layout(snap, &l);
+    CU_ASSERT_EQUAL(l.extent_count, 3);
+    CU_ASSERT_EQUAL(s2e_snapshot_get_info(snap)->zero_sectors, 6);
+    s2e_snapshot_close(snap);
+    g_free(path);
+    fixture_fini(&f);
+}
+
+/* Without zero extents the file is what readers before them accept:
+ * no incompatible feature bit, extent flags all 0. */
+static void test_zero_absent_keeps_format(void)
+{
+    Fixture f;
+    char *path;
+    TuRun runs[] = { { 1, 3 }, { 9, 1 } };
+    TuSpec spec = { .vm_size = 100, .disk_sectors = 64, .runs = runs,
+                    .nruns = 2, .seed = 4, .zlib_level = -1 };
+    uint8_t *b;
+    size_t len;
+    uint64_t ei;
+
+    fixture_init(&f);
+    path = snap_path(&f, "plain");
+    CU_ASSERT_FATAL(tu_write_snapshot(path, &spec, &f.id));
+    b = tu_read_file(path, &len);
+    CU_ASSERT_EQUAL(s2e_snap_get_le64(b + HDR_INCOMPAT), 0);
+    ei = s2e_snap_get_le64(b + HDR_EXTENT_INDEX_OFFSET);
+    CU_ASSERT_EQUAL(s2e_snap_get_le32(b + ei + 28), 0);
+    CU_ASSERT_EQUAL(s2e_snap_get_le32(b + ei + 32 + 28), 0);
+    g_free(b);
+    g_free(path);
+    fixture_fini(&f);
+}
+
 /* ---- The writer's contract ---------------------------------------------- */
 
 static void test_writer_argument_errors(void)
@@ -565,6 +987,306 @@ static void test_writer_temp_and_mode(void)
     CU_ASSERT_EQUAL(st.st_mode & 0777, 0640);
     CU_ASSERT_EQUAL(tu_count_prefix(f.dir, S2E_SNAP_TEMP_PREFIX), 0);
     g_free(path);
+    fixture_fini(&f);
+}
+
+/* ---- Temporary files of dead writers ------------------------------------ */
+
+static char *write_small(Fixture *f, const char *name);
+
+/* A pid that no longer exists: a child that exited and was reaped. */
+static pid_t dead_pid(void)
+{
+    pid_t pid = fork();
+
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        _exit(0);
+    }
+    CU_ASSERT_EQUAL_FATAL(waitpid(pid, NULL, 0), pid);
+    return pid;
+}
+
+static char *touch_in(const char *dir, const char *name)
+{
+    char *path = g_build_filename(dir, name, NULL);
+
+    tu_write_file(path, "partial", 7);
+    return path;
+}
+
+/* The writer's temporary file names its creator: host, PID namespace, pid. */
+static void test_temp_names(void)
+{
+    Fixture f;
+    S2ESnapshotWriter *w;
+    char *base, *host = NULL, *host2 = NULL, *name;
+    uint64_t ns = 0, ns2;
+    pid_t pid = 0, pid2;
+    char longname[300];
+
+    fixture_init(&f);
+    w = s2e_snapshot_writer_new(f.dir, &f.id, 8, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+    base = g_path_get_basename(s2e_snapshot_writer_temp_path(w));
+    CU_ASSERT(g_str_has_prefix(base, ".s2e-snapshot."));
+    CU_ASSERT(strlen(base) <= S2E_SNAP_TEMP_NAME_MAX);
+    CU_ASSERT_FATAL(s2e_snap_temp_name_parse(base, &host, &ns, &pid));
+    CU_ASSERT_EQUAL(pid, getpid());
+    CU_ASSERT(ns > 0);
+    {
+        char h[256] = "";
+        gethostname(h, sizeof(h) - 1);
+        /* Plain host names are kept as they are. */
+        if (strspn(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                      "0123456789._-") == strlen(h) && strlen(h) <= 64 &&
+            h[0]) {
+            CU_ASSERT_STRING_EQUAL(host, h);
+        }
+    }
+    CU_ASSERT(s2e_snap_is_temp_name(base));
+    CU_ASSERT(s2e_snap_is_temp_name(".s2e-snapshot-AbC123"));
+    CU_ASSERT(!s2e_snap_is_temp_name("disk.raw.s2e.ready"));
+    s2e_snapshot_writer_abort(w);
+
+    /* Another name for another pid differs only in pid and random part. */
+    name = s2e_snap_temp_name_for_pid(12345);
+    CU_ASSERT_FATAL(s2e_snap_temp_name_parse(name, &host2, &ns2, &pid2));
+    CU_ASSERT_STRING_EQUAL(host, host2);
+    CU_ASSERT_EQUAL(ns, ns2);
+    CU_ASSERT_EQUAL(pid2, 12345);
+    g_free(name);
+    g_free(host2);
+
+    /* Host names with dots and hex-encoded ones split from the right. */
+    CU_ASSERT_FATAL(s2e_snap_temp_name_parse(
+        ".s2e-snapshot.node1.example.org.4026531836.77.aB3dE9", &host2,
+        &ns2, &pid2));
+    CU_ASSERT_STRING_EQUAL(host2, "node1.example.org");
+    CU_ASSERT_EQUAL(ns2, UINT64_C(4026531836));
+    CU_ASSERT_EQUAL(pid2, 77);
+    g_free(host2);
+    CU_ASSERT_FATAL(s2e_snap_temp_name_parse(".s2e-snapshot.=2f61.1.2.abcdef",
+                                             &host2, &ns2, &pid2));
+    CU_ASSERT_STRING_EQUAL(host2, "=2f61");
+    g_free(host2);
+    /* Not temporary file names of this scheme. */
+    {
+        static const char *const bad[] = {
+            ".s2e-snapshot-AbC123",               /* the old scheme */
+            ".s2e-snapshot.h.1.0.abcdef",         /* pid 0 */
+            ".s2e-snapshot.h.1.-1.abcdef",
+            ".s2e-snapshot.h.1.2147483648.abcdef", /* > INT_MAX */
+            ".s2e-snapshot.h.1.99999999999.abcdef",
+            ".s2e-snapshot.h.0.5.abcdef",         /* PID namespace 0 */
+            ".s2e-snapshot.h.99999999999999999999.5.abcdef",
+            ".s2e-snapshot..1.5.abcdef",          /* no host */
+            ".s2e-snapshot.1.5.abcdef",
+            ".s2e-snapshot.h.1.5.abcde",          /* random part size */
+            ".s2e-snapshot.h.1.5.abcdefg",
+            ".s2e-snapshot.h.1.5.abc.ef",
+            ".s2e-snapshot.h.1.5x.abcdef",
+            "s2e-snapshot.h.1.5.abcdef",
+            "",
+        };
+        for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+            bool ok = s2e_snap_temp_name_parse(bad[i], &host2, &ns2, &pid2);
+            if (ok) {
+                fprintf(stderr, "\naccepted '%s'\n", bad[i]);
+                g_free(host2);
+            }
+            CU_ASSERT_FALSE(ok);
+        }
+    }
+    memset(longname, 'h', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = '\0';
+    memcpy(longname, ".s2e-snapshot.", 14);
+    memcpy(longname + sizeof(longname) - 1 - 11, ".1.5.abcdef", 11);
+    CU_ASSERT_FALSE(s2e_snap_temp_name_parse(longname, &host2, &ns2, &pid2));
+
+    g_free(host);
+    g_free(base);
+    fixture_fini(&f);
+}
+
+/* A new writer removes the temporary files of dead processes of this host
+ * and PID namespace, and nothing else. */
+static void test_temp_stale_removed(void)
+{
+    Fixture f;
+    S2ESnapshotWriter *w;
+    pid_t dead = dead_pid();
+    char *host = NULL, *probe = s2e_snap_temp_name_for_pid(dead);
+    uint64_t ns = 0;
+    pid_t p;
+    char *stale, *stale2, *live_self, *live_parent, *other_host, *other_ns,
+         *legacy, *link, *dirname, *target, *n;
+
+    CU_ASSERT_FATAL(s2e_snap_temp_name_parse(probe, &host, &ns, &p));
+    fixture_init(&f);
+    stale = touch_in(f.dir, probe);
+    n = s2e_snap_temp_name_for_pid(dead);
+    stale2 = touch_in(f.dir, n);
+    g_free(n);
+    n = s2e_snap_temp_name_for_pid(getpid());
+    live_self = touch_in(f.dir, n);
+    g_free(n);
+    n = s2e_snap_temp_name_for_pid(getppid());
+    live_parent = touch_in(f.dir, n);
+    g_free(n);
+    n = g_strdup_printf(".s2e-snapshot.other-host.example.%" G_GUINT64_FORMAT
+                        ".%d.abcdef", ns, (int)dead);
+    other_host = touch_in(f.dir, n);
+    g_free(n);
+    n = g_strdup_printf(".s2e-snapshot.%s.%" G_GUINT64_FORMAT ".%d.abcdef",
+                        host, ns + 1, (int)dead);
+    other_ns = touch_in(f.dir, n);
+    g_free(n);
+    legacy = touch_in(f.dir, ".s2e-snapshot-AbC123");
+    /* A symbolic link and a directory named like stale files. */
+    target = touch_in(f.dir, "target");
+    n = s2e_snap_temp_name_for_pid(dead);
+    link = g_build_filename(f.dir, n, NULL);
+    CU_ASSERT_EQUAL_FATAL(symlink(target, link), 0);
+    g_free(n);
+    n = s2e_snap_temp_name_for_pid(dead);
+    dirname = g_build_filename(f.dir, n, NULL);
+    CU_ASSERT_EQUAL_FATAL(mkdir(dirname, 0755), 0);
+    g_free(n);
+
+    w = s2e_snapshot_writer_new(f.dir, &f.id, 8, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+    CU_ASSERT_FALSE(g_file_test(stale, G_FILE_TEST_EXISTS));
+    CU_ASSERT_FALSE(g_file_test(stale2, G_FILE_TEST_EXISTS));
+    CU_ASSERT(g_file_test(live_self, G_FILE_TEST_IS_REGULAR));
+    CU_ASSERT(g_file_test(live_parent, G_FILE_TEST_IS_REGULAR));
+    CU_ASSERT(g_file_test(other_host, G_FILE_TEST_IS_REGULAR));
+    CU_ASSERT(g_file_test(other_ns, G_FILE_TEST_IS_REGULAR));
+    CU_ASSERT(g_file_test(legacy, G_FILE_TEST_IS_REGULAR));
+    CU_ASSERT(g_file_test(link, G_FILE_TEST_IS_SYMLINK));
+    CU_ASSERT(g_file_test(target, G_FILE_TEST_IS_REGULAR));
+    CU_ASSERT(g_file_test(dirname, G_FILE_TEST_IS_DIR));
+    CU_ASSERT(g_file_test(s2e_snapshot_writer_temp_path(w),
+                          G_FILE_TEST_IS_REGULAR));
+    /* 8 left: live_self, live_parent, other host and namespace, link,
+     * directory, the writer's own; legacy uses the old prefix. */
+    CU_ASSERT_EQUAL(tu_count_prefix(f.dir, S2E_SNAP_TEMP_PREFIX), 7);
+    CU_ASSERT_EQUAL(tu_count_prefix(f.dir, S2E_SNAP_TEMP_PREFIX_OLD), 1);
+    /* A live writer's file is not removed by another writer. */
+    {
+        S2ESnapshotWriter *w2 = s2e_snapshot_writer_new(f.dir, &f.id, 8,
+                                                        NULL);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(w2);
+        CU_ASSERT(g_file_test(s2e_snapshot_writer_temp_path(w),
+                              G_FILE_TEST_IS_REGULAR));
+        s2e_snapshot_writer_abort(w2);
+    }
+    s2e_snapshot_writer_abort(w);
+    CU_ASSERT_EQUAL(tu_count_prefix(f.dir, S2E_SNAP_TEMP_PREFIX), 6);
+
+    g_free(stale);
+    g_free(stale2);
+    g_free(live_self);
+    g_free(live_parent);
+    g_free(other_host);
+    g_free(other_ns);
+    g_free(legacy);
+    g_free(link);
+    g_free(dirname);
+    g_free(target);
+    g_free(probe);
+    g_free(host);
+    fixture_fini(&f);
+}
+
+/* The real case: a process killed with SIGKILL in the middle of a savevm
+ * leaves its temporary file; the next writer in the directory removes it,
+ * and listing never shows it. */
+static void test_temp_killed_writer(void)
+{
+    Fixture f;
+    S2ESnapshotWriter *w;
+    GPtrArray *list;
+    int fds[2];
+    pid_t child;
+    char c;
+
+    fixture_init(&f);
+    CU_ASSERT_EQUAL_FATAL(pipe(fds), 0);
+    child = fork();
+    CU_ASSERT_FATAL(child >= 0);
+    if (child == 0) {
+        uint8_t buf[4096] = { 1 };
+        S2ESnapshotWriter *cw = s2e_snapshot_writer_new(f.dir, &f.id, 64,
+                                                        NULL);
+        if (!cw || s2e_snapshot_writer_put_vmstate(cw, 0, buf, sizeof(buf),
+                                                   NULL) < 0 ||
+            s2e_snapshot_writer_add_sectors(cw, 0, 8, buf, NULL) < 0 ||
+            write(fds[1], "x", 1) != 1) {
+            _exit(1);
+        }
+        for (;;) {
+            pause();
+        }
+    }
+    close(fds[1]);
+    CU_ASSERT_EQUAL_FATAL(read(fds[0], &c, 1), 1);
+    close(fds[0]);
+    CU_ASSERT_EQUAL(tu_count_prefix(f.dir, S2E_SNAP_TEMP_PREFIX), 1);
+    /* While it lives, its file stays. */
+    w = s2e_snapshot_writer_new(f.dir, &f.id, 64, NULL);
+    CU_ASSERT_EQUAL(tu_count_prefix(f.dir, S2E_SNAP_TEMP_PREFIX), 2);
+    s2e_snapshot_writer_abort(w);
+    list = s2e_snapshot_list(f.image, NULL, NULL);
+    CU_ASSERT_EQUAL(list->len, 0);
+    g_ptr_array_unref(list);
+
+    CU_ASSERT_EQUAL(kill(child, SIGKILL), 0);
+    CU_ASSERT_EQUAL(waitpid(child, NULL, 0), child);
+    CU_ASSERT_EQUAL(tu_count_prefix(f.dir, S2E_SNAP_TEMP_PREFIX), 1);
+    w = s2e_snapshot_writer_new(f.dir, &f.id, 64, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+    CU_ASSERT_EQUAL(tu_count_prefix(f.dir, S2E_SNAP_TEMP_PREFIX), 1);
+    CU_ASSERT(g_file_test(s2e_snapshot_writer_temp_path(w),
+                          G_FILE_TEST_IS_REGULAR));
+    s2e_snapshot_writer_abort(w);
+    CU_ASSERT_EQUAL(tu_count_prefix(f.dir, "."), 0);
+    fixture_fini(&f);
+}
+
+/* Temporary files are never listed, even complete ones whose name matches
+ * an image's prefix; snapshot file names may not look like them. */
+static void test_temp_not_listed(void)
+{
+    Fixture f;
+    char *snap, *image, *temp, *n;
+    GPtrArray *list;
+    GError *err = NULL;
+
+    fixture_init(&f);
+    snap = write_small(&f, "real");
+    /* An image named so that temporary files start with its name. */
+    image = tu_make_base(f.dir, ".s2e-snapshot", 4096, T0_SEC, T0_NSEC);
+    n = s2e_snap_temp_name_for_pid(getpid());
+    temp = g_build_filename(f.dir, n, NULL);
+    tu_copy_file(snap, temp);                   /* header complete */
+    list = s2e_snapshot_list(image, NULL, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(list);
+    CU_ASSERT_EQUAL(list->len, 0);
+    g_ptr_array_unref(list);
+    list = s2e_snapshot_list(f.image, NULL, NULL);
+    CU_ASSERT_EQUAL(list->len, 1);
+    g_ptr_array_unref(list);
+    CU_ASSERT_PTR_NULL(s2e_snapshot_path(image, NULL, "x", &err));
+    tu_check_error(err, S2E_SNAPSHOT_ERROR_INVALID, "reserved", NULL);
+    err = NULL;
+    CU_ASSERT_EQUAL(s2e_snapshot_delete(image, NULL, n + 14, &err), -EINVAL);
+    tu_check_error(err, S2E_SNAPSHOT_ERROR_INVALID, NULL);
+    CU_ASSERT(g_file_test(temp, G_FILE_TEST_IS_REGULAR));
+    g_free(n);
+    g_free(temp);
+    g_free(image);
+    g_free(snap);
     fixture_fini(&f);
 }
 
@@ -997,11 +1719,24 @@ void s2e_test_register(void)
     s2e_test_add(s, "empty_snapshot", test_empty_snapshot);
     s2e_test_add(s, "many_readers", test_many_readers);
 
+    s = s2e_test_suite("zero");
+    s2e_test_add(s, "mixed_roundtrip", test_zero_mixed_roundtrip);
+    s2e_test_add(s, "merge_rules", test_zero_merge_rules);
+    s2e_test_add(s, "huge", test_zero_huge);
+    s2e_test_add(s, "writer_errors", test_zero_writer_errors);
+    s2e_test_add(s, "absent_keeps_format", test_zero_absent_keeps_format);
+
     s = s2e_test_suite("writer");
     s2e_test_add(s, "argument_errors", test_writer_argument_errors);
     s2e_test_add(s, "temp_and_mode", test_writer_temp_and_mode);
     s2e_test_add(s, "replaces", test_writer_replaces);
     s2e_test_add(s, "zlib_env", test_writer_zlib_env);
+
+    s = s2e_test_suite("temp");
+    s2e_test_add(s, "names", test_temp_names);
+    s2e_test_add(s, "stale_removed", test_temp_stale_removed);
+    s2e_test_add(s, "killed_writer", test_temp_killed_writer);
+    s2e_test_add(s, "not_listed", test_temp_not_listed);
 
     s = s2e_test_suite("identity");
     s2e_test_add(s, "same_second", test_identity_same_second);
