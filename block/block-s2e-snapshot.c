@@ -168,24 +168,27 @@ typedef struct S2ESaveView {
     uint64_t nb_sectors;
 } S2ESaveView;
 
-/* Append @count sectors of one kind starting at @sector to the writer;
- * ABSENT means "from the snapshot layer". */
-static int s2e_save_run(S2ESaveView *v, S2EExtentKind kind, uint64_t sector,
-                        uint64_t count, uint8_t *buf, GError **gerr)
+/* Where the sectors of a run come from when saving. */
+typedef enum S2ESaveSource {
+    S2E_SAVE_OVERLAY_DATA,
+    S2E_SAVE_LAYER_DATA,
+} S2ESaveSource;
+
+/* Copy @count stored sectors starting at @sector into the writer. */
+static int s2e_save_data(S2ESaveView *v, S2ESaveSource from, uint64_t sector,
+                         uint64_t count, uint8_t *buf, GError **gerr)
 {
     while (count > 0) {
         uint64_t n = MIN(count, S2E_COPY_SECTORS);
-        int ret = 0;
+        int ret;
 
-        if (kind == S2E_EXTENT_DATA) {
+        if (from == S2E_SAVE_OVERLAY_DATA) {
             ret = s2e_overlay_read(v->overlay, sector, n, buf);
             if (ret < 0) {
                 g_set_error(gerr, S2E_SNAPSHOT_ERROR, S2E_SNAPSHOT_ERROR_IO,
                             "cannot read the overlay: %s", g_strerror(-ret));
                 return ret;
             }
-        } else if (kind == S2E_EXTENT_ZERO) {
-            memset(buf, 0, n * S2E_SECTOR_SIZE);
         } else {
             ret = s2e_snapshot_read_sectors(v->layer, sector, n, buf, gerr);
             if (ret < 0) {
@@ -202,19 +205,27 @@ static int s2e_save_run(S2ESaveView *v, S2EExtentKind kind, uint64_t sector,
     return 0;
 }
 
-/* A run absent from the overlay: save what the snapshot layer holds. */
+/* A run absent from the overlay: save what the snapshot layer holds,
+ * keeping its zero extents as zero extents. */
 static int s2e_save_layer_runs(S2ESaveView *v, uint64_t sector,
                                uint64_t count, uint8_t *buf, GError **gerr)
 {
     while (count > 0) {
         uint64_t n = count;
-        bool stored = v->layer && s2e_snapshot_extent(v->layer, sector, count,
-                                                      &n);
-        if (stored) {
-            int ret = s2e_save_run(v, S2E_EXTENT_ABSENT, sector, n, buf, gerr);
-            if (ret < 0) {
-                return ret;
-            }
+        S2ESnapshotExtentKind kind = S2E_SNAPSHOT_EXTENT_NONE;
+        int ret = 0;
+
+        if (v->layer) {
+            kind = s2e_snapshot_extent_kind(v->layer, sector, count, &n);
+        }
+        if (kind == S2E_SNAPSHOT_EXTENT_DATA) {
+            ret = s2e_save_data(v, S2E_SAVE_LAYER_DATA, sector, n, buf, gerr);
+        } else if (kind == S2E_SNAPSHOT_EXTENT_ZERO) {
+            ret = s2e_snapshot_writer_add_zero_sectors(v->writer, sector, n,
+                                                       gerr);
+        }
+        if (ret < 0) {
+            return ret;
         }
         sector += n;
         count -= n;
@@ -246,8 +257,13 @@ static int s2e_save_dirty_sectors(S2ESaveView *v, GError **gerr)
         }
         if (kind == S2E_EXTENT_ABSENT) {
             ret = s2e_save_layer_runs(v, sector, n, buf, gerr);
+        } else if (kind == S2E_EXTENT_ZERO) {
+            /* O(1) in the file whatever the range: no data stored. */
+            ret = s2e_snapshot_writer_add_zero_sectors(v->writer, sector, n,
+                                                       gerr);
         } else {
-            ret = s2e_save_run(v, kind, sector, n, buf, gerr);
+            ret = s2e_save_data(v, S2E_SAVE_OVERLAY_DATA, sector, n, buf,
+                                gerr);
         }
         if (ret < 0) {
             return ret;

@@ -32,6 +32,7 @@
 #include "qemu/module.h"
 #include "qemu/option.h"
 #include "qemu/cutils.h"
+#include "qapi/qmp/qdict.h"
 
 #include "block-s2e.h"
 
@@ -94,8 +95,49 @@ int s2e_current_base_identity(BlockDriverState *bs, S2EBaseIdentity *id,
     return 0;
 }
 
+/* The file name snapshots of a base that is not a local file are named
+ * after ("NAME" in SNAPSHOT-DIR/NAME.SNAPSHOT): stable across connections,
+ * so it never depends on a socket path, a host or a port.
+ *   NBD:    the export name's last component ("nbd+unix:///disk.raw.s2e?
+ *           socket=..." -> "disk.raw.s2e"); "base" for the default export
+ *   others: the last component of the URL's path, query dropped
+ *           ("https://host/img/disk.raw.s2e" -> "disk.raw.s2e"), else "base"
+ * g_free() the result. */
+static char *s2e_remote_base_name(BlockDriverState *file_bs)
+{
+    const char *proto = file_bs->drv ? file_bs->drv->format_name : NULL;
+    g_autofree char *path = NULL;
+    char *name;
+
+    if (proto && !strcmp(proto, "nbd")) {
+        const char *export = file_bs->options
+            ? qdict_get_try_str(file_bs->options, "export") : NULL;
+        path = g_strdup(export ? export : "");
+    } else if (file_bs->exact_filename[0] &&
+               !g_str_has_prefix(file_bs->exact_filename, "json:")) {
+        const char *p = strstr(file_bs->exact_filename, "://");
+
+        path = g_strdup(p ? p + 3 : file_bs->exact_filename);
+        path[strcspn(path, "?#")] = '\0';
+        if (p && !strchr(path, '/')) {
+            path[0] = '\0';    /* "proto://host" only: no path */
+        }
+    } else {
+        path = g_strdup("");
+    }
+    name = g_path_get_basename(path);
+    if (!*path || !*name || !strcmp(name, ".") || !strcmp(name, "..") ||
+        !strcmp(name, "/")) {
+        g_free(name);
+        name = g_strdup("base");
+    }
+    return name;
+}
+
 /* Decide where snapshot files live: the snapshot-dir option, else the
- * directory of a local base image. */
+ * directory of a local base image.  A base that is not a local file needs
+ * snapshot-dir; its snapshots are SNAPSHOT-DIR/NAME.SNAPSHOT with NAME
+ * from s2e_remote_base_name(). */
 static int s2e_setup_snapshot_location(BlockDriverState *bs,
                                        const char *snapshot_dir, Error **errp)
 {
@@ -105,11 +147,13 @@ static int s2e_setup_snapshot_location(BlockDriverState *bs,
     s->base_is_local_file = s2e_base_is_local_file(file_bs);
     if (s->base_is_local_file) {
         s->image_path = g_strdup(file_bs->filename);
-    } else {
-        /* Name snapshots after the node's image name without its URI. */
+    } else if (snapshot_dir) {
         bdrv_refresh_filename(file_bs);
-        s->image_path = g_strdup(bs->filename[0] ? bs->filename
-                                                 : file_bs->filename);
+        s->image_path = s2e_remote_base_name(file_bs);
+    } else {
+        /* No snapshots; the name only appears in the message saying so. */
+        bdrv_refresh_filename(file_bs);
+        s->image_path = g_strdup(file_bs->filename);
     }
 
     if (snapshot_dir) {
@@ -439,9 +483,17 @@ static int coroutine_fn s2e_co_block_status(BlockDriverState *bs,
     if (ret < 0) {
         return ret;
     }
-    if (kind == S2E_EXTENT_ABSENT && layer &&
-        s2e_snapshot_extent(layer, sector, n, &n)) {
-        kind = S2E_EXTENT_DATA;
+    if (kind == S2E_EXTENT_ABSENT && layer) {
+        switch (s2e_snapshot_extent_kind(layer, sector, n, &n)) {
+        case S2E_SNAPSHOT_EXTENT_DATA:
+            kind = S2E_EXTENT_DATA;
+            break;
+        case S2E_SNAPSHOT_EXTENT_ZERO:
+            kind = S2E_EXTENT_ZERO;
+            break;
+        default:
+            break;
+        }
     }
     *pnum = MIN((int64_t)(n * S2E_SECTOR_SIZE), bytes);
 

@@ -282,6 +282,35 @@ class SnapshotTest(S2ETestCase):
         out = self.damaged(flip_late)
         self.assertRegex(out, r"(?i)(checksum|corrupt|invalid|error)")
 
+    def test_huge_zeroed_range_saves_small(self):
+        """write_zeroes over TiBs is O(1) in memory and in the snapshot
+        file, also when a resumed snapshot is saved again."""
+        img = os.path.join(self.tmp, "huge.raw.s2e")
+        with open(img, "wb") as f:
+            f.truncate(4 << 40)
+            f.seek(5 * 512)
+            f.write(b"\x77" * 512)
+        self.protect(img)
+        vm = self.qemu([DRIVE % img])
+        out = vm.qemu_io("virtio0", "write -z -n 0 %d" % ((4 << 40) - 4096))
+        self.assertTrue(ok(out), out)
+        vm.qemu_io("virtio0", "write -P 0x66 %d 4096" % ((4 << 40) - 4096))
+        self.assertEqual(vm.hmp.cmd("savevm z1"), "")
+        vm.quit()
+        self.assertLess(os.path.getsize(img + ".z1"), 4 * MiB)
+        vm = self.qemu([DRIVE % img], extra=["-loadvm", "z1"], name="z1")
+        self.assertTrue(ok(vm.qemu_io("virtio0", "read -P 0 0 64k")))
+        self.assertTrue(ok(vm.qemu_io("virtio0", "read -P 0 %d 4096" % (3 << 40))))
+        self.assertTrue(ok(vm.qemu_io("virtio0", "read -P 0x66 %d 4096" % ((4 << 40) - 4096))))
+        vm.qemu_io("virtio0", "write -P 0x67 1M 4096")
+        self.assertEqual(vm.hmp.cmd("savevm z2"), "")
+        vm.quit()
+        self.assertLess(os.path.getsize(img + ".z2"), 4 * MiB)
+        vm = self.qemu([DRIVE % img], extra=["-loadvm", "z2"], name="z2")
+        self.assertTrue(ok(vm.qemu_io("virtio0", "read -P 0 0 1M")))
+        self.assertTrue(ok(vm.qemu_io("virtio0", "read -P 0x67 1M 4096")))
+        self.assertTrue(ok(vm.qemu_io("virtio0", "read -P 0x66 %d 4096" % ((4 << 40) - 4096))))
+
     def test_qemu_img_snapshot_commands(self):
         img = self.base()
         s2e("qemu-img", "snapshot", "-c", "disk1", img)
