@@ -596,7 +596,8 @@ class Guest:
         self.env = dict(env or {})
         self.machine = machine
         self.smp = smp
-        self.loadvm = loadvm
+        # Not self.loadvm: that is the HMP method loadvm(name).
+        self.start_loadvm = loadvm
         self.name = name
         self.proc = None
         self.ready_info = None
@@ -643,13 +644,15 @@ class Guest:
         ]
         if accel == "kvm":
             args += ["-cpu", "host"]
-        if self.loadvm:
-            args += ["-loadvm", self.loadvm]
+        if self.start_loadvm:
+            args += ["-loadvm", self.start_loadvm]
         return args + self.extra_args
 
     def start(self, timeout=60.0):
         """Launch QEMU and connect the serial console (QEMU waits for it,
-        so no output is lost)."""
+        so no output is lost).  Call it from a thread that lives as long
+        as QEMU should: PR_SET_PDEATHSIG kills QEMU when the thread that
+        started it ends."""
         if self.proc is not None:
             raise GuestError("already started")
         self._sockdir = tempfile.mkdtemp(prefix="s2eg-", dir="/tmp")
