@@ -377,6 +377,11 @@ static const uint8_t *compress_chunk(S2ESnapshotWriter *w, S2ESnapChunk *c)
 
     c->flags = S2E_SNAP_CHUNK_RAW;
     c->stored_len = len;
+    if (w->zlib_level == 0) {
+        /* Level 0 would only wrap the bytes in deflate's stored blocks and
+         * an adler32 the chunk CRC makes redundant: store the chunk raw. */
+        return w->chunk_buf;
+    }
     if (deflateReset(&w->zs) != Z_OK) {
         return w->chunk_buf;
     }
