@@ -56,6 +56,21 @@ static S2EPath *s2e_qom_lookup(S2EPathSet *set, int64_t id, Error **errp)
     return path;
 }
 
+/* Read the id a property write names and find its path: the common start
+ * of every setter.  NULL with errp set on failure. */
+static S2EPath *s2e_qom_visit_path(Visitor *v, const char *name,
+                                   S2EPathSet **setp, int64_t *id,
+                                   Error **errp)
+{
+    S2EPathSet *set = s2e_qom_set(errp);
+
+    if (!set || !visit_type_int(v, name, id, errp)) {
+        return NULL;
+    }
+    *setp = set;
+    return s2e_qom_lookup(set, *id, errp);
+}
+
 static void s2e_qom_get_current(Object *obj, Visitor *v, const char *name,
                                 void *opaque, Error **errp)
 {
@@ -71,13 +86,12 @@ static void s2e_qom_get_current(Object *obj, Visitor *v, const char *name,
 static void s2e_qom_set_current(Object *obj, Visitor *v, const char *name,
                                 void *opaque, Error **errp)
 {
-    S2EPathSet *set = s2e_qom_set(errp);
-    S2EPath *path;
+    S2EPathSet *set;
     int64_t id;
+    S2EPath *path = s2e_qom_visit_path(v, name, &set, &id, errp);
     int ret;
 
-    if (!set || !visit_type_int(v, name, &id, errp) ||
-        !(path = s2e_qom_lookup(set, id, errp))) {
+    if (!path) {
         return;
     }
     bdrv_drain_all_begin();
@@ -92,12 +106,12 @@ static void s2e_qom_set_fork(Object *obj, Visitor *v, const char *name,
                              void *opaque, Error **errp)
 {
     S2EPathsObject *po = (S2EPathsObject *)obj;
-    S2EPathSet *set = s2e_qom_set(errp);
-    S2EPath *parent, *child;
+    S2EPathSet *set;
     int64_t id;
+    S2EPath *parent = s2e_qom_visit_path(v, name, &set, &id, errp);
+    S2EPath *child;
 
-    if (!set || !visit_type_int(v, name, &id, errp) ||
-        !(parent = s2e_qom_lookup(set, id, errp))) {
+    if (!parent) {
         return;
     }
     bdrv_drain_all_begin();
@@ -120,13 +134,12 @@ static void s2e_qom_get_last_fork(Object *obj, Visitor *v, const char *name,
 static void s2e_qom_set_free(Object *obj, Visitor *v, const char *name,
                              void *opaque, Error **errp)
 {
-    S2EPathSet *set = s2e_qom_set(errp);
-    S2EPath *path;
+    S2EPathSet *set;
     int64_t id;
+    S2EPath *path = s2e_qom_visit_path(v, name, &set, &id, errp);
     int ret;
 
-    if (!set || !visit_type_int(v, name, &id, errp) ||
-        !(path = s2e_qom_lookup(set, id, errp))) {
+    if (!path) {
         return;
     }
     ret = s2e_pathset_free_path(set, path);

@@ -109,6 +109,32 @@ def read_range(path, offset, length):
     return data + b"\0" * (length - len(data))
 
 
+def connect_unix(path, timeout):
+    """Connect to a unix socket that a starting process will create."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    deadline = time.time() + timeout
+    while True:
+        try:
+            sock.connect(path)
+            return sock
+        except (FileNotFoundError, ConnectionRefusedError):
+            if time.time() > deadline:
+                sock.close()
+                raise
+            time.sleep(0.05)
+
+
+def dumped_bytes(out):
+    """The bytes of every `read -v` hex dump in qemu-io's output."""
+    data = bytearray()
+    for line in out.splitlines():
+        m = re.match(r"^([0-9a-f]{8}):\s+((?:[0-9a-f]{2}\s+)+)", line)
+        if m:
+            data += bytes(int(b, 16) for b in m.group(2).split())
+    return bytes(data)
+
+
 class QemuIoError(AssertionError):
     pass
 
@@ -137,17 +163,7 @@ class Monitor:
     PROMPT = b"(qemu) "
 
     def __init__(self, path, timeout=30):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        deadline = time.time() + timeout
-        while True:
-            try:
-                self.sock.connect(path)
-                break
-            except (FileNotFoundError, ConnectionRefusedError):
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.05)
+        self.sock = connect_unix(path, timeout)
         self.buf = b""
         self._read_until_prompt()
 
@@ -183,17 +199,7 @@ class QMP:
     """Minimal QMP client: capabilities, execute, events."""
 
     def __init__(self, path, timeout=30):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        deadline = time.time() + timeout
-        while True:
-            try:
-                self.sock.connect(path)
-                break
-            except (FileNotFoundError, ConnectionRefusedError):
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.05)
+        self.sock = connect_unix(path, timeout)
         self.file = self.sock.makefile("rb")
         self.events = []
         self._recv()  # greeting

@@ -9,18 +9,12 @@ import os
 import re
 import unittest
 
-from s2etest import BUILD_DIR, MiB, Qemu, S2ETestCase, qemu_io, read_range
+from s2etest import (BUILD_DIR, MiB, Qemu, S2ETestCase, dumped_bytes,
+                     qemu_io, read_range)
 
 SHIM = os.path.join(BUILD_DIR, "tests", "integration", "kvm-disk-rw-shim.so")
 
 
-def dumped_bytes(out):
-    data = bytearray()
-    for line in out.splitlines():
-        m = re.match(r"^([0-9a-f]{8}):\s+((?:[0-9a-f]{2}\s+)+)", line)
-        if m:
-            data += bytes(int(b, 16) for b in m.group(2).split())
-    return bytes(data)
 
 
 class EngineTest(S2ETestCase):

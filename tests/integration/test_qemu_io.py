@@ -11,18 +11,10 @@ import re
 import subprocess
 import unittest
 
-from s2etest import (MiB, S2ETestCase, pattern, qemu_io, read_range, run,
-                     s2e)
+from s2etest import (MiB, S2ETestCase, dumped_bytes, pattern, qemu_io,
+                     read_range, run, s2e)
 
 
-def dumped_bytes(out):
-    """The bytes of every `read -v` hex dump in qemu-io's output."""
-    data = bytearray()
-    for line in out.splitlines():
-        m = re.match(r"^([0-9a-f]{8}):\s+((?:[0-9a-f]{2}\s+)+)", line)
-        if m:
-            data += bytes(int(b, 16) for b in m.group(2).split())
-    return bytes(data)
 
 
 class QemuIoTest(S2ETestCase):
