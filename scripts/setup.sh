@@ -18,6 +18,8 @@ PACKAGES=(
     dpkg-dev libaio-dev liburing-dev libzstd-dev
     # the QEMU programs the plugin is loaded into
     qemu-system-x86 qemu-utils
+    # QEMU built from source with s2e linked in (scripts/build-qemu-s2e.sh)
+    libpixman-1-dev libfdt-dev
     # tests: python3 harness, nm/readelf, setpriv; clang/libFuzzer
     python3 binutils util-linux clang libclang-rt-14-dev
 )

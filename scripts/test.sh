@@ -4,7 +4,8 @@
 #   against Debian's QEMU binaries (build/),
 #   the unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer
 #   (build-asan/),
-#   a short bounded libFuzzer session on the snapshot parser.
+#   a short bounded libFuzzer session on the snapshot parser,
+#   QEMU built from Debian's source with s2e linked in (-blockdev driver=s2e).
 # Sets everything up first (scripts/setup.sh), so it works on a fresh
 # Debian 12 machine.  Exit status 0 only when nothing failed.
 set -uo pipefail
@@ -89,6 +90,17 @@ main() {
     if [ -x "$ROOT/scripts/fuzz-snapshot.sh" ]; then
         step "bounded fuzzing session on the snapshot parser"
         record fuzz-snapshot "$ROOT/scripts/fuzz-snapshot.sh"
+    fi
+
+    step "QEMU built from source with s2e linked in"
+    local qb
+    if qb=$("$ROOT/scripts/build-qemu-s2e.sh" | tail -n 1) &&
+       [ -x "$qb/qemu-system-x86_64" ]; then
+        record test_builtin env S2E_QEMU_BUILTIN_DIR="$qb" \
+            /usr/bin/python3 "$ROOT/tests/integration/test_builtin.py" -v
+    else
+        echo "FAILED: scripts/build-qemu-s2e.sh"
+        FAILED=$((FAILED + 1))
     fi
 
     step "all tests done in $((SECONDS - t0)) s"

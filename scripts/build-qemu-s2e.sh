@@ -1,0 +1,297 @@
+#!/bin/bash
+# Build QEMU from source with the s2e driver linked in (DESIGN.md §2,
+# product 2): the same driver glue and QEMU-free core that make up the
+# LD_PRELOAD plugin are compiled as part of QEMU's own block layer, and `s2e`
+# is added to the BlockdevDriver QAPI enum so -blockdev driver=s2e,
+# blockdev-add and qemu-storage-daemon --blockdev accept it too.
+#
+# Steps:
+#   1. Find the QEMU source: --src DIR, or by default Debian's source of the
+#      installed QEMU as prepared by scripts/qemu-headers.sh (fetched once,
+#      cached).  That tree is never modified: it is copied.
+#   2. Collect s2e-block's sources (the lists in block/meson.build and
+#      snapshot/meson.build) and hash them, with this script.  The build is
+#      cached outside the checkout under
+#        ${S2E_BLOCK_CACHE:-~/.cache/s2e-block}/qemu-s2e-<qemu version>-<hash>/
+#      and a run whose key is already built returns at once.
+#   3. Copy the QEMU source there, put the s2e sources under block/s2e/ with
+#      a meson.build adding them to block_ss (so qemu-system-*, qemu-img,
+#      qemu-io, qemu-nbd and qemu-storage-daemon all get the driver), and
+#      add 's2e' + BlockdevOptionsS2E to qapi/block-core.json.
+#   4. Configure a minimal x86_64-softmmu build with the tools, and build
+#      qemu-system-x86_64, qemu-img and qemu-io with ninja (--all: everything).
+#
+# Usage: scripts/build-qemu-s2e.sh [--src DIR] [--jobs N] [--all] [--force]
+#   prints the build directory (holding qemu-system-x86_64, qemu-img,
+#   qemu-io) on its last line.
+# Environment: S2E_BLOCK_CACHE (cache root), S2E_QEMU_S2E_KEEP (how many
+#   older qemu-s2e-* builds to keep, default 1), S2E_QEMU_FIRMWAREPATH
+#   (colon-separated firmware directories, default Debian's).
+set -euo pipefail
+
+log() { echo "build-qemu-s2e: $*" >&2; }
+die() { echo "build-qemu-s2e: error: $*" >&2; exit 1; }
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SELF="$ROOT/scripts/build-qemu-s2e.sh"
+CACHE_ROOT="${S2E_BLOCK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/s2e-block}"
+KEEP="${S2E_QEMU_S2E_KEEP:-1}"
+SRC=""
+JOBS=""
+ALL=0
+FORCE=0
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --src) SRC="${2:?--src needs a directory}"; shift 2 ;;
+        --src=*) SRC="${1#--src=}"; shift ;;
+        --jobs|-j) JOBS="${2:?--jobs needs a number}"; shift 2 ;;
+        --all) ALL=1; shift ;;
+        --force) FORCE=1; shift ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown argument: $1" ;;
+    esac
+done
+
+# A pyenv shim may shadow the system python3 and meson.
+export PATH="/usr/bin:/bin:$PATH"
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+
+# What a minimal x86_64-softmmu build needs beyond scripts/setup.sh's list.
+missing=()
+for c in meson ninja pkg-config cc flock; do
+    command -v "$c" >/dev/null || missing+=("$c")
+done
+for p in glib-2.0 zlib pixman-1; do
+    pkg-config --exists "$p" 2>/dev/null || missing+=("$p")
+done
+# x86_64-softmmu needs libfdt (microvm); Debian ships no .pc file for it.
+echo '#include <libfdt.h>' | cc -E - >/dev/null 2>&1 || missing+=(libfdt)
+[ ${#missing[@]} -eq 0 ] || die "missing: ${missing[*]} (Debian: apt-get install meson ninja-build pkg-config build-essential libglib2.0-dev zlib1g-dev libpixman-1-dev libfdt-dev)"
+
+# ---- 1. the QEMU source and its version ------------------------------------
+if [ -z "$SRC" ]; then
+    HDR=$("$ROOT/scripts/qemu-headers.sh" | tail -n1) ||
+        die "scripts/qemu-headers.sh failed (use --src DIR for another QEMU tree)"
+    SRC="$HDR/src"
+    QVER=$(cat "$HDR/version")
+else
+    SRC=$(cd "$SRC" && pwd) || die "no such directory: $SRC"
+    if [ -f "$SRC/debian/changelog" ] && command -v dpkg-parsechangelog >/dev/null; then
+        QVER=$(dpkg-parsechangelog -l "$SRC/debian/changelog" -S Version)
+    else
+        QVER=$(cat "$SRC/VERSION")
+    fi
+    # Two trees of the same version are still different trees.
+    QVER="$QVER-$(printf '%s' "$SRC" | sha256sum | cut -c1-8)"
+fi
+[ -f "$SRC/configure" ] && [ -f "$SRC/qapi/block-core.json" ] &&
+    [ -f "$SRC/block/meson.build" ] || die "$SRC is not a QEMU source tree"
+
+# ---- 2. s2e-block's sources and the cache key ------------------------------
+# The lists come from our own meson files so a new core file is picked up:
+# core_sources += files(...) in block/ and snapshot/, and the files() of the
+# plugin's shared_module in block/meson.build.  Headers are copied whole.
+mapfile -t SOURCES < <("$PY" - "$ROOT" <<'PY'
+import glob, os, re, sys
+root = sys.argv[1]
+out = []
+def files_in(text, start):
+    m = re.search(r"files\s*\((.*?)\)", text[start:], re.S)
+    return re.findall(r"'([^']+)'", m.group(1)) if m else []
+for sub in ("block", "snapshot"):
+    text = open(os.path.join(root, sub, "meson.build")).read()
+    text = re.sub(r"#[^\n]*", "", text)
+    for m in re.finditer(r"core_sources\s*\+=", text):
+        out += [sub + "/" + f for f in files_in(text, m.end())]
+    m = re.search(r"shared_module\s*\(\s*'block-s2e'\s*,", text)
+    if m:
+        out += [sub + "/" + f for f in files_in(text, m.end())]
+for pat in ("include/s2e-block/*.h", "block/*.h", "snapshot/*.h"):
+    out += sorted(os.path.relpath(p, root) for p in glob.glob(os.path.join(root, pat)))
+seen = set()
+for f in out:
+    if f not in seen:
+        seen.add(f)
+        print(f)
+PY
+)
+C_SOURCES=()
+for f in "${SOURCES[@]}"; do
+    [ -f "$ROOT/$f" ] || die "listed source $f is missing"
+    case "$f" in *.c) C_SOURCES+=("$f") ;; esac
+done
+printf '%s\n' "${C_SOURCES[@]}" | grep -q '^block/block-s2e.c$' ||
+    die "could not find the driver sources in block/meson.build"
+
+# Snapshot the sources first, so the key always describes what is built
+# even when the checkout changes while QEMU compiles.
+STAGE=$(mktemp -d)
+trap 'rm -rf "$STAGE"' EXIT
+for f in "${SOURCES[@]}"; do
+    mkdir -p "$STAGE/$(dirname "$f")"
+    cp -p "$ROOT/$f" "$STAGE/$f"
+done
+cp -p "$SELF" "$STAGE/.script"
+HASH=$( (cd "$STAGE" && for f in "${SOURCES[@]}"; do
+            printf '%s\0' "$f"; sha256sum < "$f"; done
+         sha256sum < .script) | sha256sum | cut -c1-12)
+KEY="${QVER//[:\/]/_}-$HASH"
+DIR="$CACHE_ROOT/qemu-s2e-$KEY"
+BUILD="$DIR/build"
+STAMP="$DIR/.complete"
+
+TARGETS=(qemu-system-x86_64 qemu-img qemu-io)
+# Debian's source has no firmware blobs: use the installed ones (seabios,
+# qemu-system-data), in Debian's own search order.
+FIRMWARE="${S2E_QEMU_FIRMWAREPATH:-/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu}"
+
+# Run from the build directory, QEMU looks for its data only under
+# build/qemu-bundle/<configured path>: link the firmware directories there
+# so the binaries find bios-256k.bin without -L.
+link_firmware() {
+    local d
+    IFS=: read -r -a dirs <<< "$FIRMWARE"
+    for d in "${dirs[@]}"; do
+        [ -d "$d" ] || continue
+        mkdir -p "$BUILD/qemu-bundle$(dirname "$d")"
+        ln -sfn "$d" "$BUILD/qemu-bundle$d"
+    done
+}
+built() {
+    [ -f "$STAMP" ] || return 1
+    local t
+    for t in "${TARGETS[@]}"; do [ -x "$BUILD/$t" ] || return 1; done
+}
+
+mkdir -p "$CACHE_ROOT"
+if [ "$FORCE" = 0 ] && [ "$ALL" = 0 ] && built; then
+    log "cached: $DIR"
+    link_firmware
+    echo "$BUILD"
+    exit 0
+fi
+
+# One builder per key; a second one waits, then finds the stamp.
+exec 9>"$CACHE_ROOT/.qemu-s2e-$KEY.lock"
+flock 9
+if [ "$FORCE" = 0 ] && [ "$ALL" = 0 ] && built; then
+    echo "$BUILD"
+    exit 0
+fi
+
+# ---- 3. the patched copy ---------------------------------------------------
+T0=$SECONDS
+if [ "$FORCE" = 1 ] || [ ! -f "$DIR/.patched" ]; then
+    rm -rf "$DIR"
+    mkdir -p "$DIR"
+    log "copying $SRC"
+    cp -a "$SRC" "$DIR/src"
+    rm -rf "$DIR/src/.pc"   # quilt state of the Debian tree: not needed
+
+    S2E="$DIR/src/block/s2e"
+    mkdir -p "$S2E"
+    for f in "${SOURCES[@]}"; do
+        mkdir -p "$S2E/$(dirname "$f")"
+        cp -p "$STAGE/$f" "$S2E/$f"
+    done
+    {
+        echo "# Added by s2e-block's scripts/build-qemu-s2e.sh: the s2e driver"
+        echo "# glue and its QEMU-free core, compiled into QEMU's block layer."
+        echo "# Without S2E_QEMU_PLUGIN the glue registers with block_init()"
+        echo "# and type_init() like every built-in driver."
+        echo "block_ss.add(declare_dependency(include_directories: include_directories('include')),"
+        echo "             glib, zlib, files("
+        for f in "${C_SOURCES[@]}"; do echo "  '$f',"; done
+        echo "))"
+    } > "$S2E/meson.build"
+    printf '\n# s2e-block: the s2e format driver\nsubdir('"'"'s2e'"'"')\n' \
+        >> "$DIR/src/block/meson.build"
+
+    "$PY" - "$DIR/src/qapi/block-core.json" <<'PY' || die "patching qapi/block-core.json failed"
+import sys
+path = sys.argv[1]
+text = open(path).read()
+
+def once(old, new):
+    global text
+    n = text.count(old)
+    if n != 1:
+        sys.exit("qapi/block-core.json: expected one %r, found %d" % (old, n))
+    text = text.replace(old, new)
+
+# BlockdevDriver: the enum value and its doc line.
+once("# @snapshot-access: Since 7.0\n#\n# Since: 2.9\n##\n{ 'enum': 'BlockdevDriver',",
+     "# @snapshot-access: Since 7.0\n# @s2e: s2e-block's multi-path copy-on-write format\n"
+     "#\n# Since: 2.9\n##\n{ 'enum': 'BlockdevDriver',")
+once("'ssh', 'throttle', 'vdi', 'vhdx',",
+     "'s2e', 'ssh', 'throttle', 'vdi', 'vhdx',")
+# The options struct, next to the other generic formats.
+once("##\n# @BlockdevOptionsLUKS:\n",
+     "##\n# @BlockdevOptionsS2E:\n#\n"
+     "# Driver specific block device options for s2e-block's format: the\n"
+     "# base image is the file child, never written; writes go to an\n"
+     "# in-memory overlay, savevm/loadvm use snapshot files IMAGE.NAME.\n#\n"
+     "# @snapshot-dir: the directory holding the snapshot files (default:\n"
+     "#                the directory of the base image)\n#\n"
+     "# Since: 7.2\n##\n"
+     "{ 'struct': 'BlockdevOptionsS2E',\n"
+     "  'base': 'BlockdevOptionsGenericFormat',\n"
+     "  'data': { '*snapshot-dir': 'str' } }\n\n"
+     "##\n# @BlockdevOptionsLUKS:\n")
+# The BlockdevOptions union branch.
+once("      'snapshot-access': 'BlockdevOptionsGenericFormat',\n      'ssh':",
+     "      's2e':        'BlockdevOptionsS2E',\n"
+     "      'snapshot-access': 'BlockdevOptionsGenericFormat',\n      'ssh':")
+open(path, "w").write(text)
+PY
+    echo "$QVER $HASH" > "$DIR/.patched"
+fi
+
+# ---- 4. configure and build ------------------------------------------------
+if [ ! -f "$BUILD/build.ninja" ]; then
+    rm -rf "$BUILD"
+    mkdir -p "$BUILD"
+    log "configuring (log: $DIR/configure.log)"
+    (cd "$BUILD" && ../src/configure \
+        --target-list=x86_64-softmmu --enable-tools \
+        --without-default-features --disable-docs \
+        --firmwarepath="$FIRMWARE" \
+        --disable-werror >"$DIR/configure.log" 2>&1) ||
+        { tail -n 30 "$DIR/configure.log" >&2; die "configure failed"; }
+fi
+
+NINJA_ARGS=()
+[ -n "$JOBS" ] && NINJA_ARGS+=(-j "$JOBS")
+if [ "$ALL" = 1 ]; then WHAT=(); else WHAT=("${TARGETS[@]}"); fi
+log "building ${WHAT[*]:-everything} (log: $DIR/ninja.log)"
+ninja -C "$BUILD" "${NINJA_ARGS[@]}" "${WHAT[@]}" >"$DIR/ninja.log" 2>&1 ||
+    { grep -E -A5 'error:|FAILED' "$DIR/ninja.log" | head -n 60 >&2
+      die "build failed (log: $DIR/ninja.log)"; }
+if grep -q 'block/s2e/.*warning:' "$DIR/ninja.log"; then
+    log "warnings in the s2e sources:"
+    grep -A3 'block/s2e/.*warning:' "$DIR/ninja.log" | head -n 40 >&2
+fi
+"$BUILD/qemu-img" --help | grep -qw s2e ||
+    die "qemu-img does not list the s2e format"
+link_firmware
+touch "$STAMP"
+log "built in $((SECONDS - T0)) s: $BUILD"
+
+# ---- keep the cache bounded ------------------------------------------------
+# Older keys are stale builds of earlier sources; keep the newest few.
+mapfile -t OLD < <(ls -1dt "$CACHE_ROOT"/qemu-s2e-*/ 2>/dev/null | sed 's:/$::' |
+                   grep -vxF "$DIR" | tail -n +"$((KEEP + 1))")
+for d in "${OLD[@]}"; do
+    k=${d##*/qemu-s2e-}
+    # Skip a build another run holds the lock of.
+    if exec 8>"$CACHE_ROOT/.qemu-s2e-$k.lock" && flock -n 8; then
+        log "removing old build $d"
+        rm -rf "$d"
+        rm -f "$CACHE_ROOT/.qemu-s2e-$k.lock"
+        flock -u 8
+    fi
+done
+
+echo "$BUILD"
