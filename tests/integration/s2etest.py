@@ -242,16 +242,18 @@ class QMP:
 
 
 class Qemu:
-    """qemu-system-x86_64 through s2e-run with an HMP (and optionally QMP)
-    monitor on unix sockets, no display, no guest code needed."""
+    """qemu-system-x86_64 through s2e-run (or the @program given) with an
+    HMP (and optionally QMP) monitor on unix sockets, no display, no guest
+    code needed."""
 
     def __init__(self, tmpdir, drives, extra=(), qmp=False, name="vm",
-                 wait=True, env=None, run_as=None):
+                 wait=True, env=None, run_as=None, program=None):
         self.dir = tmpdir
         self.hmp_path = os.path.join(tmpdir, name + ".hmp")
         self.qmp_path = os.path.join(tmpdir, name + ".qmp") if qmp else None
         self.log_path = os.path.join(tmpdir, name + ".log")
-        args = [S2E_RUN, QEMU_SYSTEM, "-nodefaults", "-display", "none",
+        program = program or [S2E_RUN, QEMU_SYSTEM]
+        args = list(program) + ["-nodefaults", "-display", "none",
                 "-machine", "pc", "-accel", "tcg", "-m", "64", "-S",
                 "-monitor", "unix:%s,server=on,wait=off" % self.hmp_path]
         if qmp:
@@ -285,7 +287,8 @@ class Qemu:
             self.qmp = QMP(self.qmp_path)
 
     def output(self):
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         with open(self.log_path) as f:
             return f.read()
 

@@ -14,12 +14,11 @@ Python 3 standard library only; helpers from s2etest.py.
 
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 import unittest
 
-from s2etest import MiB, QMP, Monitor, file_state, run
+from s2etest import MiB, Qemu, file_state, run
 
 BUILTIN_DIR = os.environ.get("S2E_QEMU_BUILTIN_DIR", "")
 SKIP_REASON = ("S2E_QEMU_BUILTIN_DIR is not set: build QEMU with "
@@ -54,43 +53,16 @@ def ok(out):
             and "error" not in out.lower() and "failed" not in out.lower())
 
 
-class BuiltinQemu:
+class BuiltinQemu(Qemu):
     """qemu-system-x86_64 of the built-in build, paused (-S, TCG), with an
-    HMP monitor (and optionally QMP) on unix sockets."""
+    HMP monitor (and optionally QMP) on unix sockets: s2etest's Qemu run
+    directly, without s2e-run and without LD_PRELOAD."""
 
     def __init__(self, tmpdir, args, name="vm", qmp=False):
-        self.hmp_path = os.path.join(tmpdir, name + ".hmp")
-        self.qmp_path = os.path.join(tmpdir, name + ".qmp") if qmp else None
-        self.log_path = os.path.join(tmpdir, name + ".log")
-        cmd = [binary("qemu-system-x86_64"), "-nodefaults",
-               "-display", "none", "-machine", "pc", "-accel", "tcg",
-               "-m", "64", "-S",
-               "-monitor", "unix:%s,server=on,wait=off" % self.hmp_path]
-        if qmp:
-            cmd += ["-qmp", "unix:%s,server=on,wait=off" % self.qmp_path]
-        cmd += list(args)
-        self.log = open(self.log_path, "w+")
-        self.proc = subprocess.Popen(cmd, stdout=self.log,
-                                     stderr=subprocess.STDOUT,
-                                     start_new_session=True, env=clean_env())
-        self.hmp = self.qmp = None
-        deadline = time.time() + 60
-        while not os.path.exists(self.hmp_path):
-            if self.proc.poll() is not None:
-                raise AssertionError("QEMU exited (%d):\n%s" % (
-                    self.proc.returncode, self.output()))
-            if time.time() > deadline:
-                raise TimeoutError("QEMU did not start:\n" + self.output())
-            time.sleep(0.05)
-        self.hmp = Monitor(self.hmp_path)
-        if self.qmp_path:
-            self.qmp = QMP(self.qmp_path)
-
-    def output(self):
-        if not self.log.closed:
-            self.log.flush()
-        with open(self.log_path) as f:
-            return f.read()
+        super().__init__(tmpdir, [], extra=args, qmp=qmp, name=name,
+                         wait=False, env=clean_env(),
+                         program=[binary("qemu-system-x86_64")])
+        self.connect(timeout=60)
 
     def qemu_io(self, command, device="/machine/peripheral/vd0/virtio-backend"):
         """I/O as the guest would issue it, through the device's own
@@ -103,33 +75,7 @@ class BuiltinQemu:
         return reply + self.output()[before:]
 
     def quit(self, timeout=60):
-        if self.proc.poll() is None and self.hmp:
-            try:
-                self.hmp.sock.sendall(b"quit\n")
-            except OSError:
-                pass
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-        self.close()
-        return self.proc.returncode
-
-    def kill(self):
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, 9)
-            except ProcessLookupError:
-                pass
-            self.proc.wait(10)
-        self.close()
-
-    def close(self):
-        for m in (self.hmp, self.qmp):
-            if m:
-                m.close()
-        if not self.log.closed:
-            self.log.close()
+        return super().quit(timeout)
 
 
 @unittest.skipUnless(BUILTIN_DIR, SKIP_REASON)
