@@ -89,7 +89,6 @@ int coroutine_fn s2e_co_save_vmstate(BlockDriverState *bs, QEMUIOVector *qiov,
                                      int64_t pos)
 {
     BDRVS2EState *s = bs->opaque;
-    g_autofree uint8_t *buf = NULL;
     Error *err = NULL;
     GError *gerr = NULL;
     int ret;
@@ -111,20 +110,21 @@ int coroutine_fn s2e_co_save_vmstate(BlockDriverState *bs, QEMUIOVector *qiov,
         }
     }
 
-    buf = g_try_malloc(qiov->size ? qiov->size : 1);
-    if (!buf) {
-        return -ENOMEM;
+    /* Each element goes straight to the writer, which buffers a chunk
+     * anyway: no bounce copy of the whole request. */
+    for (int i = 0; i < qiov->niov; i++) {
+        ret = s2e_snapshot_writer_put_vmstate(s->pending, pos,
+                                              qiov->iov[i].iov_base,
+                                              qiov->iov[i].iov_len, &gerr);
+        if (ret < 0) {
+            error_report("s2e: %s", gerr->message);
+            g_error_free(gerr);
+            s2e_abort_writer(s);
+            return ret;
+        }
+        pos += qiov->iov[i].iov_len;
     }
-    qemu_iovec_to_buf(qiov, 0, buf, qiov->size);
-    ret = s2e_snapshot_writer_put_vmstate(s->pending, pos, buf, qiov->size,
-                                          &gerr);
-    if (ret < 0) {
-        error_report("s2e: %s", gerr->message);
-        g_error_free(gerr);
-        s2e_abort_writer(s);
-        return ret;
-    }
-    s->pending_vmstate_bytes = pos + qiov->size;
+    s->pending_vmstate_bytes = pos;
     return 0;
 }
 
@@ -132,11 +132,9 @@ int coroutine_fn s2e_co_load_vmstate(BlockDriverState *bs, QEMUIOVector *qiov,
                                      int64_t pos)
 {
     BDRVS2EState *s = bs->opaque;
-    g_autofree uint8_t *buf = NULL;
+    S2ESnapshot *layer = s2e_cur_layer(s);
     GError *gerr = NULL;
     int ret;
-
-    S2ESnapshot *layer = s2e_cur_layer(s);
 
     if (!layer) {
         error_report("s2e: no snapshot is loaded on '%s' to read VM state from",
@@ -146,17 +144,17 @@ int coroutine_fn s2e_co_load_vmstate(BlockDriverState *bs, QEMUIOVector *qiov,
     if (pos < 0) {
         return -EINVAL;
     }
-    buf = g_try_malloc(qiov->size ? qiov->size : 1);
-    if (!buf) {
-        return -ENOMEM;
+    /* Straight into each element: the reader has its own chunk cache. */
+    for (int i = 0; i < qiov->niov; i++) {
+        ret = s2e_snapshot_read_vmstate(layer, pos, qiov->iov[i].iov_base,
+                                        qiov->iov[i].iov_len, &gerr);
+        if (ret < 0) {
+            error_report("s2e: %s", gerr->message);
+            g_error_free(gerr);
+            return ret;
+        }
+        pos += qiov->iov[i].iov_len;
     }
-    ret = s2e_snapshot_read_vmstate(layer, pos, buf, qiov->size, &gerr);
-    if (ret < 0) {
-        error_report("s2e: %s", gerr->message);
-        g_error_free(gerr);
-        return ret;
-    }
-    qemu_iovec_from_buf(qiov, 0, buf, qiov->size);
     return 0;
 }
 
