@@ -18,6 +18,7 @@
  */
 #include "s2e-block/overlay.h"
 #include "../block/overlay-internal.h"
+#include "bench-util.h"
 
 #include <inttypes.h>
 #include <malloc.h>
@@ -26,29 +27,7 @@
 #include <string.h>
 #include <time.h>
 
-#define KIB (UINT64_C(1) << 10)
-#define MIB (UINT64_C(1) << 20)
-#define GIB (UINT64_C(1) << 30)
-#define SECTOR S2E_SECTOR_SIZE
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* Bytes malloc holds for the program (chunks in use, mmapped ones too). */
-static uint64_t heap_in_use(void)
-{
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
-    struct mallinfo2 mi = mallinfo2();
-    return mi.uordblks + mi.hblkhd;
-#else
-    return 0;
-#endif
-}
+const char *bench_name = "bench-overlay";
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
@@ -63,31 +42,12 @@ static uint64_t rng_next(void)
     return x * 0x2545f4914f6cdd1dull;
 }
 
-static void die(const char *what)
-{
-    fprintf(stderr, "bench-overlay: %s failed\n", what);
-    exit(1);
-}
-
 static void write_or_die(S2EOverlay *ov, uint64_t sector, uint64_t count,
                          const void *buf)
 {
     if (s2e_overlay_write(ov, sector, count, buf) < 0) {
         die("write");
     }
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-    return x < y ? -1 : x > y;
-}
-
-static uint64_t median(uint64_t *v, size_t n)
-{
-    qsort(v, n, sizeof(*v), cmp_u64);
-    return v[n / 2];
 }
 
 /* Write @bytes sequentially from sector 0 in 1 MiB requests. */

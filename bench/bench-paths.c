@@ -27,6 +27,7 @@
  */
 #include "s2e-block/paths.h"
 #include "../block/overlay-internal.h"
+#include "bench-util.h"
 
 #include <inttypes.h>
 #include <malloc.h>
@@ -36,10 +37,7 @@
 #include <string.h>
 #include <time.h>
 
-#define KIB (UINT64_C(1) << 10)
-#define MIB (UINT64_C(1) << 20)
-#define GIB (UINT64_C(1) << 30)
-#define SECTOR S2E_SECTOR_SIZE
+const char *bench_name = "bench-paths";
 
 /* S2E's per-sector store: heap per dirty 512-byte sector (KLEE). */
 #define S2E_KLEE_BYTES_PER_SECTOR 800
@@ -48,44 +46,6 @@
 #define FORK_BATCH 1000
 #define FORK_BATCHES 15
 #define MEM_PATHS 1000
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* Bytes malloc holds for the program (chunks in use, mmapped ones too). */
-static uint64_t heap_in_use(void)
-{
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
-    struct mallinfo2 mi = mallinfo2();
-    return mi.uordblks + mi.hblkhd;
-#else
-    return 0;
-#endif
-}
-
-static void die(const char *what)
-{
-    fprintf(stderr, "bench-paths: %s failed\n", what);
-    exit(1);
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-    return x < y ? -1 : x > y;
-}
-
-static uint64_t median(uint64_t *v, size_t n)
-{
-    qsort(v, n, sizeof(*v), cmp_u64);
-    return v[n / 2];
-}
 
 static double mib(uint64_t bytes)
 {
