@@ -63,8 +63,13 @@ static int s2e_engine_call(const S2EEngine *engine, void *buf,
     return 0;
 }
 
-int coroutine_fn s2e_engine_co_preadv(BlockDriverState *bs, uint64_t sector,
-                                      uint64_t count, QEMUIOVector *qiov)
+/* One engine call per chunk of at most S2E_ENGINE_CHUNK_SECTORS, through
+ * a bounce buffer.  Reads fill the chunk from snapshot layer and base first,
+ * then let the engine replace what it holds; writes hand it the data, or
+ * zeroes when @qiov is NULL. */
+static int coroutine_fn s2e_engine_co_rw(BlockDriverState *bs, uint64_t sector,
+                                         uint64_t count, QEMUIOVector *qiov,
+                                         bool is_write)
 {
     BDRVS2EState *s = bs->opaque;
     size_t chunk = MIN(count, S2E_ENGINE_CHUNK_SECTORS) * S2E_SECTOR_SIZE;
@@ -77,18 +82,27 @@ int coroutine_fn s2e_engine_co_preadv(BlockDriverState *bs, uint64_t sector,
     while (count > 0) {
         uint64_t n = MIN(count, S2E_ENGINE_CHUNK_SECTORS);
         size_t len = n * S2E_SECTOR_SIZE;
-        int ret = s2e_read_below_overlay(bs, s2e_cur_layer(s), sector, n, qiov,
-                                         qiov_offset);
+        int ret = 0;
 
+        if (!is_write) {
+            ret = s2e_read_below_overlay(bs, s2e_cur_layer(s), sector, n, qiov,
+                                         qiov_offset);
+        }
         if (ret < 0) {
             return ret;
         }
-        qemu_iovec_to_buf(qiov, qiov_offset, buf, len);
-        ret = s2e_engine_call(&s->engine, buf, sector, n, false);
+        if (qiov) {
+            qemu_iovec_to_buf(qiov, qiov_offset, buf, len);
+        } else {
+            memset(buf, 0, len);
+        }
+        ret = s2e_engine_call(&s->engine, buf, sector, n, is_write);
         if (ret < 0) {
             return ret;
         }
-        qemu_iovec_from_buf(qiov, qiov_offset, buf, len);
+        if (!is_write) {
+            qemu_iovec_from_buf(qiov, qiov_offset, buf, len);
+        }
         qiov_offset += len;
         sector += n;
         count -= n;
@@ -96,33 +110,14 @@ int coroutine_fn s2e_engine_co_preadv(BlockDriverState *bs, uint64_t sector,
     return 0;
 }
 
+int coroutine_fn s2e_engine_co_preadv(BlockDriverState *bs, uint64_t sector,
+                                      uint64_t count, QEMUIOVector *qiov)
+{
+    return s2e_engine_co_rw(bs, sector, count, qiov, false);
+}
+
 int coroutine_fn s2e_engine_co_pwritev(BlockDriverState *bs, uint64_t sector,
                                        uint64_t count, QEMUIOVector *qiov)
 {
-    BDRVS2EState *s = bs->opaque;
-    size_t chunk = MIN(count, S2E_ENGINE_CHUNK_SECTORS) * S2E_SECTOR_SIZE;
-    g_autofree uint8_t *buf = g_try_malloc(chunk);
-    size_t qiov_offset = 0;
-
-    if (!buf) {
-        return -ENOMEM;
-    }
-    while (count > 0) {
-        uint64_t n = MIN(count, S2E_ENGINE_CHUNK_SECTORS);
-        int ret;
-
-        if (qiov) {
-            qemu_iovec_to_buf(qiov, qiov_offset, buf, n * S2E_SECTOR_SIZE);
-        } else {
-            memset(buf, 0, n * S2E_SECTOR_SIZE);
-        }
-        ret = s2e_engine_call(&s->engine, buf, sector, n, true);
-        if (ret < 0) {
-            return ret;
-        }
-        qiov_offset += n * S2E_SECTOR_SIZE;
-        sector += n;
-        count -= n;
-    }
-    return 0;
+    return s2e_engine_co_rw(bs, sector, count, qiov, true);
 }
