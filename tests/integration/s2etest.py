@@ -22,6 +22,7 @@ BUILD_DIR = os.environ.get("S2E_BUILD_DIR") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 S2E_RUN = os.path.join(BUILD_DIR, "s2e-run")
 S2E_SNAPSHOT = os.path.join(BUILD_DIR, "s2e-snapshot")
+PLUGIN = os.path.join(BUILD_DIR, "block", "block-s2e.so")
 QEMU_SYSTEM = "qemu-system-x86_64"
 
 MiB = 1024 * 1024
@@ -247,7 +248,7 @@ class Qemu:
     code needed."""
 
     def __init__(self, tmpdir, drives, extra=(), qmp=False, name="vm",
-                 wait=True, env=None, run_as=None, program=None):
+                 wait=True, env=None, program=None):
         self.dir = tmpdir
         self.hmp_path = os.path.join(tmpdir, name + ".hmp")
         self.qmp_path = os.path.join(tmpdir, name + ".qmp") if qmp else None
@@ -261,12 +262,10 @@ class Qemu:
         for d in drives:
             args += ["-drive", d]
         args += list(extra)
-        if run_as:
-            args = ["setpriv", "--reuid=%d" % run_as, "--regid=%d" % run_as,
-                    "--clear-groups", "--"] + args
         self.log = open(self.log_path, "w+")
+        # cwd: the test's directory, which an unprivileged QEMU can enter.
         self.proc = subprocess.Popen(args, stdout=self.log,
-                                     stderr=subprocess.STDOUT,
+                                     stderr=subprocess.STDOUT, cwd=tmpdir,
                                      start_new_session=True, env=env)
         self.hmp = None
         self.qmp = None
@@ -360,6 +359,22 @@ class S2ETestCase(unittest.TestCase):
         make_image(path, size, seed)
         self.bases[path] = file_state(path)
         return path
+
+    def unprivileged(self, uid):
+        """The command prefix and environment that run s2e-run as @uid.
+        The build tree may sit where @uid cannot enter (a clone in a 0700
+        directory), so the launcher and the plugin are copied beside this
+        test's files and the launcher is pointed at the copy."""
+        d = os.path.join(self.tmp, "unprivileged")
+        os.makedirs(d, exist_ok=True)
+        launcher = shutil.copy(S2E_RUN, d)
+        plugin = shutil.copy(PLUGIN, d)
+        for path in (d, launcher, plugin):
+            os.chmod(path, 0o755)
+        env = dict(os.environ, S2E_PLUGIN=plugin)
+        prefix = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid,
+                  "--clear-groups", "--", launcher]
+        return prefix, env
 
     def protect(self, path):
         self.bases[path] = file_state(path)

@@ -11,8 +11,8 @@ import re
 import subprocess
 import unittest
 
-from s2etest import (MiB, S2ETestCase, dumped_bytes, pattern, qemu_io,
-                     read_range, run, s2e)
+from s2etest import (S2E_RUN, MiB, S2ETestCase, dumped_bytes, pattern,
+                     qemu_io, read_range, run, s2e)
 
 
 
@@ -139,24 +139,20 @@ class QemuIoTest(S2ETestCase):
         opts = "driver=s2e,file.driver=file,file.filename=%s" % img
         # Run as an unprivileged user: root could open a 0444 file rw.
         nobody = 65534
+        prefix, env = self.unprivileged(nobody)
         p = subprocess.run(
-            ["setpriv", "--reuid=%d" % nobody, "--regid=%d" % nobody,
-             "--clear-groups", "--", os.path.join(
-                 os.path.dirname(os.path.abspath(__file__)), "..", "..",
-                 "build", "s2e-run"),
-             "qemu-io", "--image-opts", opts + ",file.auto-read-only=on",
-             "-c", "write -P 0x99 0 4k", "-c", "read -P 0x99 0 4k"],
+            prefix + ["qemu-io", "--image-opts",
+                      opts + ",file.auto-read-only=on",
+                      "-c", "write -P 0x99 0 4k", "-c", "read -P 0x99 0 4k"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            timeout=60)
+            timeout=60, cwd=self.tmp, env=env)
         self.assertEqual(p.returncode, 0, p.stdout)
         self.assertPattern(p.stdout)
 
     def test_writer_refused_while_s2e_holds_base(self):
         img = self.base()
         holder = subprocess.Popen(
-            [os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
-                          "..", "build", "s2e-run"),
-             "qemu-io", "-f", "s2e", img, "-c", "sleep 4000"],
+            [S2E_RUN, "qemu-io", "-f", "s2e", img, "-c", "sleep 4000"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
             import time

@@ -9,7 +9,7 @@ import os
 import stat
 import unittest
 
-from s2etest import MiB, S2ETestCase, run
+from s2etest import QEMU_SYSTEM, MiB, S2ETestCase, run
 
 
 def fd_flags_of(pid, target):
@@ -134,8 +134,9 @@ class SystemTest(S2ETestCase):
         self.protect(img)
         nobody = 65534
         os.chmod(self.tmp, 0o777)
+        prefix, env = self.unprivileged(nobody)
         vm = self.qemu(["file=%s,format=s2e,if=virtio" % img],
-                       run_as=nobody)
+                       program=prefix + [QEMU_SYSTEM], env=env)
         self.check_io(vm, "virtio0")
 
     def test_missing_base_is_a_clear_error(self):
