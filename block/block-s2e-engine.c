@@ -67,9 +67,9 @@ static int s2e_engine_call(const S2EEngine *engine, void *buf,
  * a bounce buffer.  Reads fill the chunk from snapshot layer and base first,
  * then let the engine replace what it holds; writes hand it the data, or
  * zeroes when @qiov is NULL. */
-static int coroutine_fn s2e_engine_co_rw(BlockDriverState *bs, uint64_t sector,
-                                         uint64_t count, QEMUIOVector *qiov,
-                                         bool is_write)
+static int coroutine_fn GRAPH_RDLOCK
+s2e_engine_co_rw(BlockDriverState *bs, uint64_t sector, uint64_t count,
+                 QEMUIOVector *qiov, bool is_write)
 {
     BDRVS2EState *s = bs->opaque;
     size_t chunk = MIN(count, S2E_ENGINE_CHUNK_SECTORS) * S2E_SECTOR_SIZE;
@@ -110,14 +110,16 @@ static int coroutine_fn s2e_engine_co_rw(BlockDriverState *bs, uint64_t sector,
     return 0;
 }
 
-int coroutine_fn s2e_engine_co_preadv(BlockDriverState *bs, uint64_t sector,
-                                      uint64_t count, QEMUIOVector *qiov)
+int coroutine_fn GRAPH_RDLOCK
+s2e_engine_co_preadv(BlockDriverState *bs, uint64_t sector, uint64_t count,
+                     QEMUIOVector *qiov)
 {
     return s2e_engine_co_rw(bs, sector, count, qiov, false);
 }
 
-int coroutine_fn s2e_engine_co_pwritev(BlockDriverState *bs, uint64_t sector,
-                                       uint64_t count, QEMUIOVector *qiov)
+int coroutine_fn GRAPH_RDLOCK
+s2e_engine_co_pwritev(BlockDriverState *bs, uint64_t sector, uint64_t count,
+                      QEMUIOVector *qiov)
 {
     return s2e_engine_co_rw(bs, sector, count, qiov, true);
 }

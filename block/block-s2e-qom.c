@@ -215,7 +215,7 @@ static void s2e_paths_instance_init(Object *obj)
     po->last_fork = -1;
 }
 
-static void s2e_paths_class_init(ObjectClass *oc, void *data)
+static void s2e_paths_class_init(ObjectClass *oc, S2EClassData *data)
 {
     object_class_property_add(oc, "current", "int", s2e_qom_get_current,
                               s2e_qom_set_current, NULL, NULL);

@@ -32,7 +32,11 @@
 #include "qemu/module.h"
 #include "qemu/option.h"
 #include "qemu/cutils.h"
+#if __has_include("qobject/qdict.h")
+#include "qobject/qdict.h"         /* 10.0+ */
+#else
 #include "qapi/qmp/qdict.h"
+#endif
 
 #include "block-s2e.h"
 
@@ -138,7 +142,7 @@ static char *s2e_remote_base_name(BlockDriverState *file_bs)
  * directory of a local base image.  A base that is not a local file needs
  * snapshot-dir; its snapshots are SNAPSHOT-DIR/NAME.SNAPSHOT with NAME
  * from s2e_remote_base_name(). */
-static int s2e_setup_snapshot_location(BlockDriverState *bs,
+static int GRAPH_RDLOCK s2e_setup_snapshot_location(BlockDriverState *bs,
                                        const char *snapshot_dir, Error **errp)
 {
     BDRVS2EState *s = bs->opaque;
@@ -168,15 +172,33 @@ static int s2e_setup_snapshot_location(BlockDriverState *bs,
 }
 
 /* Make the base's file descriptor read-only whatever the caller asked for:
- * qemu-img and qemu-io open images read-write by default. */
-static int s2e_make_base_read_only(BlockDriverState *bs, Error **errp)
+ * qemu-img and qemu-io open images read-write by default.  A reopen takes
+ * the graph lock itself, so it runs unlocked. */
+static int GRAPH_UNLOCKED s2e_make_base_read_only(BlockDriverState *bs,
+                                                  Error **errp)
 {
-    BlockDriverState *file_bs = bs->file->bs;
+    BlockDriverState *file_bs;
+
+    bdrv_graph_rdlock_main_loop();
+    file_bs = bs->file->bs;
+    bdrv_graph_rdunlock_main_loop();
 
     if (bdrv_is_read_only(file_bs)) {
         return 0;
     }
     return bdrv_reopen_set_read_only(file_bs, true, errp);
+}
+
+/* The struct layout check reads bs->file: under the graph lock. */
+static bool GRAPH_UNLOCKED s2e_abi_check_unlocked(BlockDriverState *bs,
+                                                  Error **errp)
+{
+    bool ok;
+
+    bdrv_graph_rdlock_main_loop();
+    ok = s2e_abi_check(bs, errp);
+    bdrv_graph_rdunlock_main_loop();
+    return ok;
 }
 
 /* Give this drive a view in every execution path of the process. */
@@ -201,12 +223,53 @@ static int s2e_register_drive(BlockDriverState *bs, Error **errp)
     return 0;
 }
 
-static int s2e_open(BlockDriverState *bs, QDict *options, int flags,
-                    Error **errp)
+/* The part of opening that reads the base through bs->file. */
+static int GRAPH_RDLOCK s2e_open_base(BlockDriverState *bs, QemuOpts *opts,
+                                      Error **errp)
 {
     BDRVS2EState *s = bs->opaque;
-    QemuOpts *opts;
     int64_t len;
+    int ret;
+
+    len = bdrv_getlength(bs->file->bs);
+    if (len < 0) {
+        error_setg_errno(errp, -len, "Could not get the size of the base image");
+        return len;
+    }
+    if (len == 0) {
+        error_setg(errp, "The base image is empty: an s2e image needs data");
+        return -EINVAL;
+    }
+    s->length = len;
+    s->nb_sectors = DIV_ROUND_UP((uint64_t)len, S2E_SECTOR_SIZE);
+
+    ret = s2e_register_drive(bs, errp);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = s2e_setup_snapshot_location(bs,
+                                      qemu_opt_get(opts, S2E_OPT_SNAPSHOT_DIR),
+                                      errp);
+    if (ret < 0) {
+        return ret;
+    }
+
+    s2e_engine_detect(&s->engine);
+    if (s->engine.disk_rw) {
+        info_report("s2e: %s: the host's engine keeps disk writes "
+                    "(KVM_DISK_RW)", bs->filename);
+    }
+    bs->supported_zero_flags = BDRV_REQ_MAY_UNMAP | BDRV_REQ_NO_FALLBACK;
+    return 0;
+}
+
+/* QEMU calls open without the graph lock (8.0+): the file child is opened
+ * unlocked, then everything that reads bs->file runs under the lock, as in
+ * QEMU's own raw format driver. */
+static int GRAPH_UNLOCKED s2e_open(BlockDriverState *bs, QDict *options,
+                                   int flags, Error **errp)
+{
+    QemuOpts *opts;
     int ret;
 
     /* Creating options without an id cannot fail; error_abort, a data
@@ -221,7 +284,7 @@ static int s2e_open(BlockDriverState *bs, QDict *options, int flags,
     if (ret < 0) {
         goto out;
     }
-    if (!s2e_abi_check(bs, errp)) {
+    if (!s2e_abi_check_unlocked(bs, errp)) {
         ret = -ENOTSUP;
         goto out;
     }
@@ -230,39 +293,9 @@ static int s2e_open(BlockDriverState *bs, QDict *options, int flags,
         goto out;
     }
 
-    len = bdrv_getlength(bs->file->bs);
-    if (len < 0) {
-        error_setg_errno(errp, -len, "Could not get the size of the base image");
-        ret = len;
-        goto out;
-    }
-    if (len == 0) {
-        error_setg(errp, "The base image is empty: an s2e image needs data");
-        ret = -EINVAL;
-        goto out;
-    }
-    s->length = len;
-    s->nb_sectors = DIV_ROUND_UP((uint64_t)len, S2E_SECTOR_SIZE);
-
-    ret = s2e_register_drive(bs, errp);
-    if (ret < 0) {
-        goto out;
-    }
-
-    ret = s2e_setup_snapshot_location(bs,
-                                      qemu_opt_get(opts, S2E_OPT_SNAPSHOT_DIR),
-                                      errp);
-    if (ret < 0) {
-        goto out;
-    }
-
-    s2e_engine_detect(&s->engine);
-    if (s->engine.disk_rw) {
-        info_report("s2e: %s: the host's engine keeps disk writes "
-                    "(KVM_DISK_RW)", bs->filename);
-    }
-    bs->supported_zero_flags = BDRV_REQ_MAY_UNMAP | BDRV_REQ_NO_FALLBACK;
-    ret = 0;
+    bdrv_graph_rdlock_main_loop();
+    ret = s2e_open_base(bs, opts, errp);
+    bdrv_graph_rdunlock_main_loop();
 out:
     qemu_opts_del(opts);
     return ret;
@@ -340,7 +373,7 @@ static int s2e_read_layer(S2ESnapshot *layer, uint64_t sector,
 }
 
 /* Fill a run absent from the overlay: snapshot layer first, then base. */
-int coroutine_fn s2e_read_below_overlay(BlockDriverState *bs,
+int coroutine_fn GRAPH_RDLOCK s2e_read_below_overlay(BlockDriverState *bs,
                                         S2ESnapshot *layer, uint64_t sector,
                                         uint64_t count, QEMUIOVector *qiov,
                                         size_t qiov_offset)
@@ -367,9 +400,9 @@ int coroutine_fn s2e_read_below_overlay(BlockDriverState *bs,
     return 0;
 }
 
-static int coroutine_fn s2e_co_preadv(BlockDriverState *bs, int64_t offset,
-                                      int64_t bytes, QEMUIOVector *qiov,
-                                      BdrvRequestFlags flags)
+static int coroutine_fn GRAPH_RDLOCK
+s2e_co_preadv(BlockDriverState *bs, int64_t offset, int64_t bytes,
+              QEMUIOVector *qiov, BdrvRequestFlags flags)
 {
     BDRVS2EState *s = bs->opaque;
     uint64_t first = offset / S2E_SECTOR_SIZE;
@@ -411,9 +444,9 @@ static int coroutine_fn s2e_co_preadv(BlockDriverState *bs, int64_t offset,
     return s2e_overlay_readv(ov, first, count, qiov->iov, qiov->niov);
 }
 
-static int coroutine_fn s2e_co_pwritev(BlockDriverState *bs, int64_t offset,
-                                       int64_t bytes, QEMUIOVector *qiov,
-                                       BdrvRequestFlags flags)
+static int coroutine_fn GRAPH_RDLOCK
+s2e_co_pwritev(BlockDriverState *bs, int64_t offset, int64_t bytes,
+               QEMUIOVector *qiov, BdrvRequestFlags flags)
 {
     BDRVS2EState *s = bs->opaque;
     int ret = s2e_check_range(s, offset, bytes);
@@ -429,9 +462,9 @@ static int coroutine_fn s2e_co_pwritev(BlockDriverState *bs, int64_t offset,
                               bytes / S2E_SECTOR_SIZE, qiov->iov, qiov->niov);
 }
 
-static int coroutine_fn s2e_co_pwrite_zeroes(BlockDriverState *bs,
-                                             int64_t offset, int64_t bytes,
-                                             BdrvRequestFlags flags)
+static int coroutine_fn GRAPH_RDLOCK
+s2e_co_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                     BdrvRequestFlags flags)
 {
     BDRVS2EState *s = bs->opaque;
     int ret = s2e_check_range(s, offset, bytes);
@@ -464,11 +497,10 @@ static int coroutine_fn s2e_co_pdiscard(BlockDriverState *bs, int64_t offset,
                                bytes / S2E_SECTOR_SIZE);
 }
 
-static int coroutine_fn s2e_co_block_status(BlockDriverState *bs,
-                                            bool want_zero, int64_t offset,
-                                            int64_t bytes, int64_t *pnum,
-                                            int64_t *map,
-                                            BlockDriverState **file)
+static int coroutine_fn GRAPH_RDLOCK
+s2e_co_block_status(BlockDriverState *bs, S2EBlockStatusMode mode,
+                    int64_t offset, int64_t bytes, int64_t *pnum,
+                    int64_t *map, BlockDriverState **file)
 {
     BDRVS2EState *s = bs->opaque;
     uint64_t sector = offset / S2E_SECTOR_SIZE;
@@ -516,13 +548,14 @@ static int coroutine_fn s2e_co_flush_to_os(BlockDriverState *bs)
     return 0;
 }
 
-static int64_t s2e_getlength(BlockDriverState *bs)
+static int64_t coroutine_fn s2e_co_getlength(BlockDriverState *bs)
 {
     BDRVS2EState *s = bs->opaque;
     return s->length;
 }
 
-static int s2e_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
+static int coroutine_fn s2e_co_get_info(BlockDriverState *bs,
+                                        BlockDriverInfo *bdi)
 {
     bdi->cluster_size = s2e_overlay_block_size();
     bdi->is_dirty = false;
@@ -552,12 +585,19 @@ BlockDriver bdrv_s2e = {
     .bdrv_co_block_status   = s2e_co_block_status,
     .bdrv_co_flush_to_os    = s2e_co_flush_to_os,
 
-    .bdrv_getlength         = s2e_getlength,
-    .bdrv_get_info          = s2e_get_info,
     .bdrv_has_zero_init     = s2e_has_zero_init,
-
+#if S2E_QEMU_AT_LEAST(8, 0)
+    /* 8.0 made these coroutine callbacks; the signatures are the same. */
+    .bdrv_co_getlength      = s2e_co_getlength,
+    .bdrv_co_get_info       = s2e_co_get_info,
+    .bdrv_co_save_vmstate   = s2e_co_save_vmstate,
+    .bdrv_co_load_vmstate   = s2e_co_load_vmstate,
+#else
+    .bdrv_getlength         = s2e_co_getlength,
+    .bdrv_get_info          = s2e_co_get_info,
     .bdrv_save_vmstate      = s2e_co_save_vmstate,
     .bdrv_load_vmstate      = s2e_co_load_vmstate,
+#endif
     .bdrv_snapshot_create   = s2e_snapshot_create_cb,
     .bdrv_snapshot_goto     = s2e_snapshot_goto_cb,
     .bdrv_snapshot_delete   = s2e_snapshot_delete_cb,

@@ -9,8 +9,11 @@
 #ifndef S2E_BLOCK_GLUE_H
 #define S2E_BLOCK_GLUE_H
 
+#include "block/block.h"
 #include "block/block_int.h"
 #include "block/snapshot.h"
+
+#include "s2e-qemu-compat.h"
 
 #include "s2e-block/overlay.h"
 #include "s2e-block/paths.h"
@@ -83,7 +86,7 @@ static inline S2ESnapshot *s2e_cur_layer(BDRVS2EState *s)
 }
 
 /* block-s2e.c: fill sectors absent from the overlay (layer, then base). */
-int coroutine_fn s2e_read_below_overlay(BlockDriverState *bs,
+int coroutine_fn GRAPH_RDLOCK s2e_read_below_overlay(BlockDriverState *bs,
                                         S2ESnapshot *layer, uint64_t sector,
                                         uint64_t count, QEMUIOVector *qiov,
                                         size_t qiov_offset);
@@ -98,13 +101,15 @@ void s2e_paths_qom_register(void);
 
 /* block-s2e-engine.c: S2E's KVM_DISK_RW contract. */
 void s2e_engine_detect(S2EEngine *engine);
-int coroutine_fn s2e_engine_co_preadv(BlockDriverState *bs, uint64_t sector,
-                                      uint64_t count, QEMUIOVector *qiov);
+int coroutine_fn GRAPH_RDLOCK
+s2e_engine_co_preadv(BlockDriverState *bs, uint64_t sector, uint64_t count,
+                     QEMUIOVector *qiov);
 /* @qiov NULL writes zeroes. */
-int coroutine_fn s2e_engine_co_pwritev(BlockDriverState *bs, uint64_t sector,
-                                       uint64_t count, QEMUIOVector *qiov);
+int coroutine_fn GRAPH_RDLOCK
+s2e_engine_co_pwritev(BlockDriverState *bs, uint64_t sector, uint64_t count,
+                      QEMUIOVector *qiov);
 
 /* plugin-init.c: compare struct fields with QEMU's own accessors. */
-bool s2e_abi_check(BlockDriverState *bs, Error **errp);
+bool GRAPH_RDLOCK s2e_abi_check(BlockDriverState *bs, Error **errp);
 
 #endif

@@ -55,6 +55,23 @@ class SystemTest(S2ETestCase):
         vm = self.qemu(["file=%s,format=s2e,if=ide" % img])
         self.check_io(vm, "ide0-hd0")
 
+    def test_iothread_io_and_snapshots(self):
+        """With -object iothread the driver's callbacks run in the
+        iothread's AioContext (and, on QEMU 8.0+, under the block graph
+        lock taken there): I/O, savevm and loadvm still see one view."""
+        img = self.base()
+        vm = self.qemu(["file=%s,format=s2e,if=none,id=d0" % img],
+                       extra=["-object", "iothread,id=io0", "-device",
+                              "virtio-blk-pci,drive=d0,iothread=io0"])
+        self.check_io(vm, "d0")
+        self.assertEqual(vm.hmp.cmd("savevm io").strip(), "")
+        vm.qemu_io("d0", "write -P 0x77 64k 64k")
+        self.assertEqual(vm.hmp.cmd("loadvm io").strip(), "")
+        out = vm.qemu_io("d0", "read -P 0x5a 64k 64k")
+        self.assertIn("read 65536/65536 bytes", out)
+        self.assertNotIn("Pattern verification failed", out)
+        self.assertTrue(vm.alive())
+
     def test_probe_by_name_without_format(self):
         img = self.base()
         vm = self.qemu(["file=%s,if=virtio" % img])
