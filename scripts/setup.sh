@@ -15,13 +15,15 @@ PACKAGES=(
     gcc libc6-dev meson ninja-build pkg-config
     libglib2.0-dev zlib1g-dev libcunit1-dev
     # QEMU headers: Debian's source package and a header-only configure
-    dpkg-dev libaio-dev liburing-dev libzstd-dev
+    # (QEMU 8.0+ configures inside a python venv)
+    dpkg-dev libaio-dev liburing-dev libzstd-dev python3-venv
     # the QEMU programs the plugin is loaded into
     qemu-system-x86 qemu-utils
     # QEMU built from source with s2e linked in (scripts/build-qemu-s2e.sh)
     libpixman-1-dev libfdt-dev
-    # tests: python3 harness, nm/readelf, setpriv; clang/libFuzzer
-    python3 binutils util-linux clang libclang-rt-14-dev
+    # tests: python3 harness, nm/readelf, setpriv; clang/libFuzzer (the
+    # metapackage pulls in the runtime matching the distribution's clang)
+    python3 binutils util-linux clang libclang-rt-dev
 )
 
 step() { printf '\n== %s\n' "$*" >&2; }
