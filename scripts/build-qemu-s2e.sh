@@ -6,26 +6,31 @@
 # blockdev-add and qemu-storage-daemon --blockdev accept it too.
 #
 # Steps:
-#   1. Find the QEMU source: --src DIR, or by default Debian's source of the
-#      installed QEMU as prepared by scripts/qemu-headers.sh (fetched once,
-#      cached).  That tree is never modified: it is copied.
+#   1. Find the QEMU source: --src DIR, or Debian's source of QEMU VERSION
+#      (--version, fetched from whichever Debian suite serves it), by
+#      default of the installed QEMU, as prepared by scripts/qemu-headers.sh
+#      (fetched once, cached).  That tree is never modified: it is copied.
 #   2. Collect s2e-block's sources (the lists in block/meson.build and
-#      snapshot/meson.build) and hash them, with this script.  The build is
-#      cached outside the checkout under
-#        ${S2E_BLOCK_CACHE:-~/.cache/s2e-block}/qemu-s2e-<qemu version>-<hash>/
-#      and a run whose key is already built returns at once.
-#   3. Copy the QEMU source there, put the s2e sources under block/s2e/ with
-#      a meson.build adding them to block_ss (so qemu-system-*, qemu-img,
-#      qemu-io, qemu-nbd and qemu-storage-daemon all get the driver), and
-#      add 's2e' + BlockdevOptionsS2E to qapi/block-core.json.
-#   4. Configure a minimal x86_64-softmmu build with the tools, and build
-#      qemu-system-x86_64, qemu-img and qemu-io with ninja (--all: everything).
+#      snapshot/meson.build) and hash them.  The build is cached outside the
+#      checkout, one per QEMU version:
+#        ${S2E_BLOCK_CACHE:-~/.cache/s2e-block}/qemu-s2e-<qemu version>/
+#      A run whose sources are already built there returns at once.
+#   3. The first time (or when this script's patching changed): copy the
+#      QEMU source there, add block/s2e/ to its block layer (block_ss, so
+#      qemu-system-*, qemu-img, qemu-io, qemu-nbd and qemu-storage-daemon
+#      all get the driver) and 's2e' + BlockdevOptionsS2E to
+#      qapi/block-core.json.  Every time: bring block/s2e/ up to date with
+#      s2e-block's sources, touching only the files that changed.
+#   4. Configure a minimal x86_64-softmmu build with the tools (once), and
+#      build qemu-system-x86_64, qemu-img and qemu-io with ninja (--all:
+#      everything): after a change to s2e-block only its files recompile.
 #
-# Usage: scripts/build-qemu-s2e.sh [--src DIR] [--jobs N] [--all] [--force]
+# Usage: scripts/build-qemu-s2e.sh [--version VERSION | --src DIR] [--jobs N]
+#                                  [--all] [--force]
+#   e.g. --version 1:10.2.2+ds-1 (a Debian source version of qemu)
 #   prints the build directory (holding qemu-system-x86_64, qemu-img,
 #   qemu-io) on its last line.
-# Environment: S2E_BLOCK_CACHE (cache root), S2E_QEMU_S2E_KEEP (how many
-#   older qemu-s2e-* builds to keep, default 1), S2E_QEMU_FIRMWAREPATH
+# Environment: S2E_BLOCK_CACHE (cache root), S2E_QEMU_FIRMWAREPATH
 #   (colon-separated firmware directories, default Debian's).
 set -euo pipefail
 
@@ -35,8 +40,8 @@ die() { echo "build-qemu-s2e: error: $*" >&2; exit 1; }
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SELF="$ROOT/scripts/build-qemu-s2e.sh"
 CACHE_ROOT="${S2E_BLOCK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/s2e-block}"
-KEEP="${S2E_QEMU_S2E_KEEP:-1}"
 SRC=""
+VERSION=""
 JOBS=""
 ALL=0
 FORCE=0
@@ -45,6 +50,8 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --src) SRC="${2:?--src needs a directory}"; shift 2 ;;
         --src=*) SRC="${1#--src=}"; shift ;;
+        --version) VERSION="${2:?--version needs a Debian version}"; shift 2 ;;
+        --version=*) VERSION="${1#--version=}"; shift ;;
         --jobs|-j) JOBS="${2:?--jobs needs a number}"; shift 2 ;;
         --all) ALL=1; shift ;;
         --force) FORCE=1; shift ;;
@@ -52,6 +59,11 @@ while [ $# -gt 0 ]; do
         *) die "unknown argument: $1" ;;
     esac
 done
+
+[ -z "$SRC" ] || [ -z "$VERSION" ] || die "--src and --version exclude each other"
+APT_SUITE="$ROOT/scripts/apt-suite.sh"
+# shellcheck source=lib/qemu-source.sh
+. "$ROOT/scripts/lib/qemu-source.sh"
 
 # A pyenv shim may shadow the system python3 and meson.
 export PATH="/usr/bin:/bin:$PATH"
@@ -72,7 +84,7 @@ echo '#include <libfdt.h>' | cc -E - >/dev/null 2>&1 || missing+=(libfdt)
 
 # ---- 1. the QEMU source and its version ------------------------------------
 if [ -z "$SRC" ]; then
-    HDR=$("$ROOT/scripts/qemu-headers.sh" | tail -n1) ||
+    HDR=$("$ROOT/scripts/qemu-headers.sh" ${VERSION:+--version "$VERSION"} | tail -n1) ||
         die "scripts/qemu-headers.sh failed (use --src DIR for another QEMU tree)"
     SRC="$HDR/src"
     QVER=$(cat "$HDR/version")
@@ -133,14 +145,14 @@ for f in "${SOURCES[@]}"; do
     mkdir -p "$STAGE/$(dirname "$f")"
     cp -p "$ROOT/$f" "$STAGE/$f"
 done
-cp -p "$SELF" "$STAGE/.script"
 HASH=$( (cd "$STAGE" && for f in "${SOURCES[@]}"; do
-            printf '%s\0' "$f"; sha256sum < "$f"; done
-         sha256sum < .script) | sha256sum | cut -c1-12)
-KEY="${QVER//[:\/]/_}-$HASH"
+            printf '%s\0' "$f"; sha256sum < "$f"; done) | sha256sum | cut -c1-12)
+# The patched tree depends on how this script patches it.
+PATCH_KEY=$(sha256sum < "$SELF" | cut -c1-12)
+KEY="${QVER//[:\/]/_}"
 DIR="$CACHE_ROOT/qemu-s2e-$KEY"
 BUILD="$DIR/build"
-STAMP="$DIR/.complete"
+STAMP="$DIR/.complete"      # holds the hash of the sources built
 
 TARGETS=(qemu-system-x86_64 qemu-img qemu-io)
 # Debian's source has no firmware blobs: use the installed ones (seabios,
@@ -160,7 +172,7 @@ link_firmware() {
     done
 }
 built() {
-    [ -f "$STAMP" ] || return 1
+    [ "$(cat "$STAMP" 2>/dev/null)" = "$HASH" ] || return 1
     local t
     for t in "${TARGETS[@]}"; do [ -x "$BUILD/$t" ] || return 1; done
 }
@@ -183,29 +195,51 @@ fi
 
 # ---- 3. the patched copy ---------------------------------------------------
 T0=$SECONDS
-if [ "$FORCE" = 1 ] || [ ! -f "$DIR/.patched" ]; then
+S2E="$DIR/src/block/s2e"
+
+# Bring block/s2e/ to exactly $SOURCES, rewriting only what differs, so
+# ninja recompiles only the changed files.
+sync_s2e_sources() {
+    local f rel
+    mkdir -p "$S2E"
+    for f in "${SOURCES[@]}"; do
+        if ! cmp -s "$STAGE/$f" "$S2E/$f"; then
+            mkdir -p "$S2E/$(dirname "$f")"
+            cp "$STAGE/$f" "$S2E/$f"
+        fi
+    done
+    while IFS= read -r -d '' f; do
+        rel=${f#"$S2E"/}
+        [ "$rel" = meson.build ] && continue
+        printf '%s\n' "${SOURCES[@]}" | grep -qxF "$rel" || rm -f "$f"
+    done < <(find "$S2E" -type f -print0)
+    s2e_meson_build > "$S2E/meson.build.new"
+    if cmp -s "$S2E/meson.build.new" "$S2E/meson.build"; then
+        rm -f "$S2E/meson.build.new"
+    else
+        mv "$S2E/meson.build.new" "$S2E/meson.build"
+    fi
+}
+
+s2e_meson_build() {
+    echo "# Added by s2e-block's scripts/build-qemu-s2e.sh: the s2e driver"
+    echo "# glue and its QEMU-free core, compiled into QEMU's block layer."
+    echo "# Without S2E_QEMU_PLUGIN the glue registers with block_init()"
+    echo "# and type_init() like every built-in driver."
+    echo "block_ss.add(declare_dependency(include_directories: include_directories('include')),"
+    echo "             glib, zlib, files("
+    for f in "${C_SOURCES[@]}"; do echo "  '$f',"; done
+    echo "))"
+}
+
+if [ "$FORCE" = 1 ] || [ "$(cat "$DIR/.patched" 2>/dev/null)" != "$QVER $PATCH_KEY" ]; then
     rm -rf "$DIR"
     mkdir -p "$DIR"
+    touch "$DIR/.layout"
     log "copying $SRC"
     cp -a "$SRC" "$DIR/src"
     rm -rf "$DIR/src/.pc"   # quilt state of the Debian tree: not needed
-
-    S2E="$DIR/src/block/s2e"
-    mkdir -p "$S2E"
-    for f in "${SOURCES[@]}"; do
-        mkdir -p "$S2E/$(dirname "$f")"
-        cp -p "$STAGE/$f" "$S2E/$f"
-    done
-    {
-        echo "# Added by s2e-block's scripts/build-qemu-s2e.sh: the s2e driver"
-        echo "# glue and its QEMU-free core, compiled into QEMU's block layer."
-        echo "# Without S2E_QEMU_PLUGIN the glue registers with block_init()"
-        echo "# and type_init() like every built-in driver."
-        echo "block_ss.add(declare_dependency(include_directories: include_directories('include')),"
-        echo "             glib, zlib, files("
-        for f in "${C_SOURCES[@]}"; do echo "  '$f',"; done
-        echo "))"
-    } > "$S2E/meson.build"
+    sync_s2e_sources
     printf '\n# s2e-block: the s2e format driver\nsubdir('"'"'s2e'"'"')\n' \
         >> "$DIR/src/block/meson.build"
 
@@ -221,10 +255,10 @@ def once(old, new):
         sys.exit("qapi/block-core.json: expected one %r, found %d" % (old, n))
     text = text.replace(old, new)
 
-# BlockdevDriver: the enum value and its doc line.
-once("# @snapshot-access: Since 7.0\n#\n# Since: 2.9\n##\n{ 'enum': 'BlockdevDriver',",
-     "# @snapshot-access: Since 7.0\n# @s2e: s2e-block's multi-path copy-on-write format\n"
-     "#\n# Since: 2.9\n##\n{ 'enum': 'BlockdevDriver',")
+# BlockdevDriver: the enum value and its doc line, anchored on the last
+# member's doc line (10.x adds a Features: section after the members).
+once("# @snapshot-access: Since 7.0\n#\n",
+     "# @snapshot-access: Since 7.0\n# @s2e: s2e-block's multi-path copy-on-write format\n#\n")
 once("'ssh', 'throttle', 'vdi', 'vhdx',",
      "'s2e', 'ssh', 'throttle', 'vdi', 'vhdx',")
 # The options struct, next to the other generic formats.
@@ -246,15 +280,19 @@ once("      'snapshot-access': 'BlockdevOptionsGenericFormat',\n      'ssh':",
      "      'snapshot-access': 'BlockdevOptionsGenericFormat',\n      'ssh':")
 open(path, "w").write(text)
 PY
-    echo "$QVER $HASH" > "$DIR/.patched"
+    echo "$QVER $PATCH_KEY" > "$DIR/.patched"
 fi
+rm -f "$STAMP"
+sync_s2e_sources
+qemu_source_prepare "$DIR/src"
 
 # ---- 4. configure and build ------------------------------------------------
 if [ ! -f "$BUILD/build.ninja" ]; then
     rm -rf "$BUILD"
     mkdir -p "$BUILD"
     log "configuring (log: $DIR/configure.log)"
-    (cd "$BUILD" && ../src/configure \
+    read -r -a EXTRA <<< "$(qemu_source_configure_options "$DIR/src")"
+    (cd "$BUILD" && ../src/configure "${EXTRA[@]}" \
         --target-list=x86_64-softmmu --enable-tools \
         --without-default-features --disable-docs \
         --firmwarepath="$FIRMWARE" \
@@ -276,14 +314,16 @@ fi
 "$BUILD/qemu-img" --help | grep -qw s2e ||
     die "qemu-img does not list the s2e format"
 link_firmware
-touch "$STAMP"
+echo "$HASH" > "$STAMP"
 log "built in $((SECONDS - T0)) s: $BUILD"
 
 # ---- keep the cache bounded ------------------------------------------------
-# Older keys are stale builds of earlier sources; keep the newest few.
-mapfile -t OLD < <(ls -1dt "$CACHE_ROOT"/qemu-s2e-*/ 2>/dev/null | sed 's:/$::' |
-                   grep -vxF "$DIR" | tail -n +"$((KEEP + 1))")
+# Earlier versions of this script kept one build per source hash
+# (qemu-s2e-<version>-<hash>, no .layout file): remove those.
+mapfile -t OLD < <(for d in "$CACHE_ROOT"/qemu-s2e-*/; do
+                       [ -e "$d.layout" ] || echo "${d%/}"; done)
 for d in "${OLD[@]}"; do
+    [ -d "$d" ] || continue
     k=${d##*/qemu-s2e-}
     # Skip a build another run holds the lock of.
     if exec 8>"$CACHE_ROOT/.qemu-s2e-$k.lock" && flock -n 8; then

@@ -41,11 +41,18 @@ def tool(name, *args, check=True, timeout=120):
                env=clean_env())
 
 
-def blockdevs(img, extra=""):
-    """The two -blockdev nodes and a virtio-blk device 'vd0' on top."""
-    return ["-blockdev", "driver=file,node-name=f,filename=%s" % img,
-            "-blockdev", "driver=s2e,node-name=d,file=f" + extra,
-            "-device", "virtio-blk-pci,drive=d,id=vd0"]
+def blockdevs(img, extra="", iothread=False):
+    """The two -blockdev nodes and a virtio-blk device 'vd0' on top; with
+    @iothread, the device and so both nodes run in iothread 'io0'."""
+    device = "virtio-blk-pci,drive=d,id=vd0"
+    objects = []
+    if iothread:
+        device += ",iothread=io0"
+        objects = ["-object", "iothread,id=io0"]
+    return objects + [
+        "-blockdev", "driver=file,node-name=f,filename=%s" % img,
+        "-blockdev", "driver=s2e,node-name=d,file=f" + extra,
+        "-device", device]
 
 
 def ok(out):
@@ -153,8 +160,16 @@ class BuiltinTest(unittest.TestCase):
         vm.quit()
 
     def test_blockdev_io_savevm_then_loadvm(self):
+        self.check_savevm_then_loadvm(iothread=False)
+
+    def test_iothread_savevm_then_loadvm(self):
+        """The same in an iothread: the driver runs in the iothread's
+        AioContext, under the graph lock taken there (QEMU 8.0+)."""
+        self.check_savevm_then_loadvm(iothread=True)
+
+    def check_savevm_then_loadvm(self, iothread):
         img = self.base()
-        vm = self.qemu(blockdevs(img), name="save")
+        vm = self.qemu(blockdevs(img, iothread=iothread), name="save")
         self.write_patterns(vm)
         self.assert_patterns(vm)
         reply = vm.hmp.cmd("savevm ready", timeout=300)
@@ -165,7 +180,8 @@ class BuiltinTest(unittest.TestCase):
         self.assertTrue(os.path.exists(snap), os.listdir(self.tmp))
         snap_state = file_state(snap)
 
-        vm = self.qemu(blockdevs(img) + ["-loadvm", "ready"], name="load")
+        vm = self.qemu(blockdevs(img, iothread=iothread) + ["-loadvm", "ready"],
+                       name="load")
         self.assert_patterns(vm)
         # Writes after the resume are private to this process...
         out = vm.qemu_io("write -P 0x11 0 64k")
