@@ -155,10 +155,10 @@ fetch_suite_source() {
 fetch_source() {
     local work="$1"
     command -v dpkg-source >/dev/null || die "dpkg-dev is needed (apt-get install dpkg-dev)"
-    if [ "$VER" = "$INSTALLED" ]; then
-        fetch_installed_source "$work" ||
-            die "apt-get source qemu=$VER failed (is the version still in the archive?)"
-    else
+    # The machine's own archive may serve only part of a backported
+    # version's source (bookworm-backports' 10.0.2): then ask the suites.
+    if [ "$VER" != "$INSTALLED" ] || ! fetch_installed_source "$work"; then
+        rm -rf "${work:?}"/qemu*
         fetch_suite_source "$work"
     fi
     local src
