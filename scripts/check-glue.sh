@@ -12,7 +12,8 @@
 #
 # Usage: scripts/check-glue.sh [VERSION...]
 #   VERSION: a Debian source version of qemu, or "installed".  Default:
-#   installed and $S2E_GLUE_CHECK_VERSIONS (default 1:10.2.2+ds-1).
+#   installed and $S2E_GLUE_CHECK_VERSIONS (default: Debian 13's 10.0.13 and
+#   sid's 10.2.2, the base of S2E's QEMU 10.2).
 # Prints one line per check ("ok" or "FAILED") and exits non-zero if any
 # check failed.
 set -uo pipefail
@@ -22,7 +23,7 @@ OUT="${S2E_GLUE_CHECK_DIR:-$ROOT/build-check}"
 export PATH="/usr/bin:/bin:$PATH"
 
 if [ $# -eq 0 ]; then
-    set -- installed ${S2E_GLUE_CHECK_VERSIONS:-1:10.2.2+ds-1}
+    set -- installed ${S2E_GLUE_CHECK_VERSIONS:-1:10.0.13+ds-0+deb13u1 1:10.2.2+ds-1}
 fi
 
 # check_one VERSION_DIR COMPILER EXTRA_CFLAGS
