@@ -42,9 +42,11 @@ install_packages() {
         return 0
     fi
     step "installing ${missing[*]}"
+    # Only what is listed (and its dependencies): recommends such as
+    # QEMU's GUI and firmware for other machines are not needed here.
     as_root apt-get update -q >&2
     as_root env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -q "${missing[@]}" >&2
+        apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 }
 
 configure_build() {

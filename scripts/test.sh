@@ -5,9 +5,17 @@
 #   the unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer
 #   (build-asan/),
 #   a short bounded libFuzzer session on the snapshot parser,
-#   QEMU built from Debian's source with s2e linked in (-blockdev driver=s2e).
+#   the QEMU glue compiled against every supported QEMU generation with gcc
+#   and clang -Wthread-safety, warnings as errors (scripts/check-glue.sh),
+#   QEMU built from Debian's source with s2e linked in (-blockdev
+#   driver=s2e), for the installed QEMU and for $S2E_LINKED_VERSIONS,
+#   and, as root, the README's first command and the tests inside a fresh
+#   Debian 13 system against its QEMU 10.0 (scripts/test-debian.sh).
 # Sets everything up first (scripts/setup.sh), so it works on a fresh
-# Debian 12 machine.  Exit status 0 only when nothing failed.
+# Debian 12 or 13 machine.  Exit status 0 only when nothing failed.
+#
+# Environment: S2E_LINKED_VERSIONS (default 1:10.2.2+ds-1), S2E_TEST_SUITES
+# (Debian releases to test in a fresh system; default trixie; "" for none).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -61,6 +69,56 @@ record() {  # record NAME COMMAND...: a single test outside meson
     fi
 }
 
+# Run a script printing "ok: ..." / "FAILED: ..." lines; one test each.
+count_check_lines() {
+    local out line
+    out=$("$@" 2>&1)
+    printf '%s\n' "$out"
+    while IFS= read -r line; do
+        case "$line" in
+            ok:*) PASSED=$((PASSED + 1)) ;;
+            FAILED:*) FAILED=$((FAILED + 1)) ;;
+        esac
+    done <<< "$out"
+    grep -qE '^(ok|FAILED):' <<< "$out" || FAILED=$((FAILED + 1))
+}
+
+# test_linked_in VERSION: build QEMU VERSION (or the installed one) from
+# Debian's source with s2e linked in, then run test_builtin.py against it.
+test_linked_in() {
+    local v="$1" qb args=()
+    [ "$v" = installed ] || args=(--version "$v")
+    if qb=$("$ROOT/scripts/build-qemu-s2e.sh" "${args[@]}" | tail -n 1) &&
+       [ -x "$qb/qemu-system-x86_64" ]; then
+        record "test_builtin ($v)" env S2E_QEMU_BUILTIN_DIR="$qb" \
+            /usr/bin/python3 "$ROOT/tests/integration/test_builtin.py" -v
+    else
+        echo "FAILED: scripts/build-qemu-s2e.sh ${args[*]}"
+        FAILED=$((FAILED + 1))
+    fi
+}
+
+# test_in_fresh_debian SUITE: the main job (one test) and the meson tests
+# inside a fresh system of that release; needs root for the chroot.
+test_in_fresh_debian() {
+    local suite="$1" sys="${S2E_DEBIAN_ROOT:-$ROOT/build-debian-$1}"
+    if [ "$(id -u)" != 0 ]; then
+        echo "SKIPPED: a fresh Debian $suite system needs root"
+        SKIPPED=$((SKIPPED + 1))
+        return
+    fi
+    rm -f "$sys/root/s2e-block/build/meson-logs/testlog.json"
+    S2E_DEBIAN_ROOT="$sys" "$ROOT/scripts/test-debian.sh" "$suite" |
+        tee "$BUILD/test-debian-$suite.log"
+    if grep -q "^FAILED: main job" "$BUILD/test-debian-$suite.log" ||
+       ! tail -n 3 "$sys/main-job.log" 2>/dev/null | grep -q "^PASS"; then
+        FAILED=$((FAILED + 1))
+    else
+        PASSED=$((PASSED + 1))
+    fi
+    count_meson_results "$sys/root/s2e-block/build"
+}
+
 main() {
     local t0=$SECONDS
     step "set-up and build"
@@ -92,16 +150,20 @@ main() {
         record fuzz-snapshot "$ROOT/scripts/fuzz-snapshot.sh"
     fi
 
-    step "QEMU built from source with s2e linked in"
-    local qb
-    if qb=$("$ROOT/scripts/build-qemu-s2e.sh" | tail -n 1) &&
-       [ -x "$qb/qemu-system-x86_64" ]; then
-        record test_builtin env S2E_QEMU_BUILTIN_DIR="$qb" \
-            /usr/bin/python3 "$ROOT/tests/integration/test_builtin.py" -v
-    else
-        echo "FAILED: scripts/build-qemu-s2e.sh"
-        FAILED=$((FAILED + 1))
-    fi
+    step "the QEMU glue against every supported QEMU, warnings as errors"
+    count_check_lines "$ROOT/scripts/check-glue.sh"
+
+    local v
+    for v in installed ${S2E_LINKED_VERSIONS-1:10.2.2+ds-1}; do
+        step "QEMU $v built from source with s2e linked in"
+        test_linked_in "$v"
+    done
+
+    local suite
+    for suite in ${S2E_TEST_SUITES-trixie}; do
+        step "a fresh Debian $suite system: the README's first command and the tests"
+        test_in_fresh_debian "$suite"
+    done
 
     step "all tests done in $((SECONDS - t0)) s"
     echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
