@@ -28,8 +28,11 @@
 #   ${S2E_BLOCK_CACHE:-~/.cache/s2e-block}/qemu-<version>/{src,build,version}
 # A second run finds the stamp file and returns at once.
 #
-# Usage: scripts/qemu-headers.sh [--version VER]
+# Usage: scripts/qemu-headers.sh [--version VER] [--find]
 #   prints the cache directory for this version on its last line.
+#   --find only looks: it prints the directory if the headers are prepared
+#   and exits 1 (saying which command prepares them) if not; it never
+#   fetches, configures or touches the system (meson setup uses it).
 set -euo pipefail
 
 log() { echo "qemu-headers: $*" >&2; }
@@ -48,10 +51,12 @@ installed_version() {
 }
 
 VER="${S2E_QEMU_VERSION:-}"
+FIND_ONLY=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --version) VER="${2:?--version needs a Debian version}"; shift 2 ;;
         --version=*) VER="${1#--version=}"; shift ;;
+        --find) FIND_ONLY=1; shift ;;
         -h|--help) sed -n '3,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument: $1" ;;
     esac
@@ -68,6 +73,12 @@ STAMP="$DIR/.complete"
 if [ -f "$STAMP" ]; then
     echo "$DIR"
     exit 0
+fi
+if [ "$FIND_ONLY" = 1 ]; then
+    echo "qemu-headers: the headers of QEMU $VER are not prepared; run" \
+         "scripts/qemu-headers.sh$([ "$VER" = "$INSTALLED" ] || echo " --version $VER")" \
+         "(or scripts/setup.sh), or give meson -Dqemu_src and -Dqemu_build" >&2
+    exit 1
 fi
 
 as_root() {
