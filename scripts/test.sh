@@ -10,12 +10,14 @@
 #   QEMU built from Debian's source with s2e linked in (-blockdev
 #   driver=s2e), for the installed QEMU and for $S2E_LINKED_VERSIONS,
 #   and, as root, the README's first command and the tests inside a fresh
-#   Debian 13 system against its QEMU 10.0 (scripts/test-debian.sh).
+#   Debian 12 and a fresh Debian 13 system, against their own QEMU 7.2 and
+#   10.0 (scripts/test-debian.sh).
 # Sets everything up first (scripts/setup.sh), so it works on a fresh
 # Debian 12 or 13 machine.  Exit status 0 only when nothing failed.
 #
 # Environment: S2E_LINKED_VERSIONS (default 1:10.2.2+ds-1), S2E_TEST_SUITES
-# (Debian releases to test in a fresh system; default trixie; "" for none).
+# (Debian releases to test in a fresh system; default bookworm trixie, i.e.
+# Debian 12 and 13 as a new user meets them; "" for none).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -160,7 +162,7 @@ main() {
     done
 
     local suite
-    for suite in ${S2E_TEST_SUITES-trixie}; do
+    for suite in ${S2E_TEST_SUITES-bookworm trixie}; do
         step "a fresh Debian $suite system: the README's first command and the tests"
         test_in_fresh_debian "$suite"
     done
