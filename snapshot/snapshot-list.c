@@ -34,7 +34,7 @@
 
 #define FILE_NAME_MAX 255
 
-static int check_name(const char *name, GError **error)
+int s2e_snapshot_check_name(const char *name, GError **error)
 {
     if (!name || !*name) {
         return s2e_snap_error(error, S2E_SNAPSHOT_ERROR_INVALID,
@@ -88,7 +88,7 @@ char *s2e_snapshot_path(const char *image_path, const char *snapshot_dir,
 {
     char *base, *file, *dir, *path;
 
-    if (check_name(name, error) < 0) {
+    if (s2e_snapshot_check_name(name, error) < 0) {
         return NULL;
     }
     base = image_basename(image_path, error);
@@ -205,7 +205,7 @@ GPtrArray *s2e_snapshot_list(const char *image_path, const char *snapshot_dir,
             continue;
         }
         name = file + strlen(prefix);
-        if (check_name(name, NULL) < 0) {
+        if (s2e_snapshot_check_name(name, NULL) < 0) {
             continue;
         }
         /* Paths as s2e_snapshot_path() builds them. */

@@ -94,6 +94,11 @@ typedef struct S2ESnapshotInfo {
                                  as zeroes, no data stored) */
 } S2ESnapshotInfo;
 
+/* 0 when @name may name a snapshot: non-empty, at most
+ * S2E_SNAPSHOT_NAME_MAX bytes, no '/', not "." or "..".  Else -EINVAL and
+ * *error (INVALID) saying why. */
+int s2e_snapshot_check_name(const char *name, GError **error);
+
 /* The path of snapshot @name of @image_path: "<dir>/<base name>.<name>",
  * or "<snapshot_dir>/<base name>.<name>" when @snapshot_dir is not NULL.
  * NULL with *error for an invalid name. Free with g_free(). */
