@@ -109,6 +109,9 @@ int coroutine_fn GRAPH_RDLOCK
 s2e_engine_co_pwritev(BlockDriverState *bs, uint64_t sector, uint64_t count,
                       QEMUIOVector *qiov);
 
+/* block-s2e-serial.c: -enable-serial-commands, from the constructor. */
+void s2e_serial_commands_plugin_init(void);
+
 /* plugin-init.c: compare struct fields with QEMU's own accessors. */
 bool GRAPH_RDLOCK s2e_abi_check(BlockDriverState *bs, Error **errp);
 

@@ -49,6 +49,7 @@ static void __attribute__((constructor)) s2e_plugin_constructor(void)
     }
     register_module_init(s2e_paths_qom_register, MODULE_INIT_QOM);
     register_module_init(s2e_plugin_register, MODULE_INIT_BLOCK);
+    s2e_serial_commands_plugin_init();
 }
 
 #endif
