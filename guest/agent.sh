@@ -1,8 +1,9 @@
 #!/bin/sh
 # s2e guest agent: a line-oriented command loop on the serial console.
 #
-# Started by /init with stdin/stdout/stderr on the console (ttyS0).  The host
-# writes one command per line:
+# Started by /init with stdin/stdout/stderr on the console (ttyS0), or on
+# the tty named by s2e.agent= (e.g. hvc0).  The host writes one command per
+# line:
 #
 #     ID CMD [ARGS...]
 #

@@ -55,7 +55,7 @@ import weakref
 __all__ = [
     "GuestError", "GuestTimeout", "CommandFailed", "MonitorError", "QMPError",
     "GuestFiles", "REPO_ROOT", "build_guest", "cache_root", "copy_image",
-    "drive_args", "gen_content", "expected_sha256", "file_blocks",
+    "drive_args", "opt_escape", "gen_content", "expected_sha256", "file_blocks",
     "kvm_works", "detect_accel", "Guest", "HMP", "QMP",
 ]
 
@@ -201,17 +201,17 @@ def copy_image(dest, files=None, fmt="raw"):
     return dest
 
 
-def _opt_escape(value):
-    # QEMU option values double a comma to include it literally.
+def opt_escape(value):
+    """QEMU option values double a comma to include it literally."""
     return str(value).replace(",", ",,")
 
 
 def drive_args(path, fmt="raw", iface="virtio", **opts):
     """['-drive', 'file=PATH,format=FMT,if=IFACE,k=v...'] for Guest's
     extra_args.  Use cache='unsafe' etc. through opts."""
-    parts = ["file=" + _opt_escape(os.fspath(path)), "format=" + fmt,
+    parts = ["file=" + opt_escape(os.fspath(path)), "format=" + fmt,
              "if=" + iface]
-    parts += ["%s=%s" % (k.replace("_", "-"), _opt_escape(v))
+    parts += ["%s=%s" % (k.replace("_", "-"), opt_escape(v))
               for k, v in opts.items()]
     return ["-drive", ",".join(parts)]
 
@@ -576,7 +576,15 @@ class Guest:
     accel: 'kvm', 'tcg' or None (detect_accel()).  append: extra kernel
     command line (s2e.disk=vdb, s2e.nomount, ...).  loadvm: start with
     -loadvm NAME (the guest is then already running its loop: call
-    resync() instead of wait_ready()).
+    resync() instead of wait_ready()).  agent: "serial" (the agent on the
+    first serial port, ttyS0) or "virtio" (on hvc0, a virtconsole: every
+    serial port is then the caller's, e.g. S2E's -serial file:...).
+    monitors: HMP and QMP sockets (hmp(), qmp).  machine_args: the
+    caller's own machine options (e.g. S2E's command line, with its
+    drives) instead of -nodefaults ... -no-reboot, accel, memory and
+    extra_args; the guest's kernel, the agent's channel and the monitors
+    are added to them.  socket_owner: the uid QEMU runs as when the qemu
+    prefix switches users (e.g. setpriv): it gets the sockets' directory.
 
     Files in workdir: console.log (everything the guest printed),
     qemu.log (QEMU's stdout and stderr, e.g. HMP qemu-io output).
@@ -584,7 +592,10 @@ class Guest:
 
     def __init__(self, files, workdir, extra_args=(), memory=256, accel=None,
                  append="", qemu=None, env=None, machine="pc", smp=1,
-                 loadvm=None, name="guest"):
+                 loadvm=None, name="guest", agent="serial", monitors=True,
+                 machine_args=None, socket_owner=None):
+        if agent not in ("serial", "virtio"):
+            raise ValueError("agent is 'serial' or 'virtio'")
         self.files = files or build_guest()
         self.workdir = os.fspath(workdir)
         os.makedirs(self.workdir, exist_ok=True)
@@ -599,6 +610,10 @@ class Guest:
         # Not self.loadvm: that is the HMP method loadvm(name).
         self.start_loadvm = loadvm
         self.name = name
+        self.agent = agent
+        self.monitors = monitors
+        self.machine_args = None if machine_args is None else list(machine_args)
+        self.socket_owner = socket_owner
         self.proc = None
         self.ready_info = None
         self.boot_seconds = None
@@ -621,32 +636,53 @@ class Guest:
     # -- lifecycle --
 
     def argv(self):
+        if self.machine_args is not None:
+            return (self.qemu + self.machine_args + self._kernel_args()
+                    + self._monitor_args() + self._agent_args())
         accel = self.accel or detect_accel(self.files)
         self.accel = accel
-        d = self._sockdir
-        cmdline = self.files.cmdline
-        if self.append:
-            cmdline += " " + self.append
         args = self.qemu + [
             "-name", self.name,
             "-nodefaults", "-no-user-config", "-display", "none",
             "-machine", self.machine, "-accel", accel,
             "-m", str(self.memory), "-smp", str(self.smp),
             "-no-reboot",
-            "-kernel", self.files.kernel, "-initrd", self.files.initrd,
-            "-append", cmdline,
-            "-chardev", "socket,id=s2e-hmp,path=%s/hmp.sock,server=on,wait=off" % d,
-            "-mon", "chardev=s2e-hmp,mode=readline",
-            "-chardev", "socket,id=s2e-qmp,path=%s/qmp.sock,server=on,wait=off" % d,
-            "-mon", "chardev=s2e-qmp,mode=control",
-            "-chardev", "socket,id=s2e-serial,path=%s/serial.sock,server=on,wait=on" % d,
-            "-serial", "chardev:s2e-serial",
-        ]
+        ] + self._kernel_args() + self._monitor_args() + self._agent_args()
         if accel == "kvm":
             args += ["-cpu", "host"]
         if self.start_loadvm:
             args += ["-loadvm", self.start_loadvm]
         return args + self.extra_args
+
+    def _kernel_args(self):
+        cmdline = self.files.cmdline
+        if self.agent == "virtio":
+            cmdline += " s2e.agent=hvc0"
+        if self.append:
+            cmdline += " " + self.append
+        return ["-kernel", self.files.kernel, "-initrd", self.files.initrd,
+                "-append", cmdline]
+
+    def _monitor_args(self):
+        if not self.monitors:
+            return []
+        d = self._sockdir
+        return [
+            "-chardev", "socket,id=s2e-hmp,path=%s/hmp.sock,server=on,wait=off" % d,
+            "-mon", "chardev=s2e-hmp,mode=readline",
+            "-chardev", "socket,id=s2e-qmp,path=%s/qmp.sock,server=on,wait=off" % d,
+            "-mon", "chardev=s2e-qmp,mode=control",
+        ]
+
+    def _agent_args(self):
+        # wait=on: QEMU starts the guest only once the host is connected.
+        chardev = ["-chardev", "socket,id=s2e-serial,path=%s/serial.sock,"
+                   "server=on,wait=on" % self._sockdir]
+        if self.agent == "serial":
+            return chardev + ["-serial", "chardev:s2e-serial"]
+        return chardev + ["-device", "virtio-serial-pci,id=s2e-vser",
+                          "-device", "virtconsole,chardev=s2e-serial,"
+                          "bus=s2e-vser.0"]
 
     def start(self, timeout=60.0):
         """Launch QEMU and connect the serial console (QEMU waits for it,
@@ -656,6 +692,8 @@ class Guest:
         if self.proc is not None:
             raise GuestError("already started")
         self._sockdir = tempfile.mkdtemp(prefix="s2eg-", dir="/tmp")
+        if self.socket_owner is not None:
+            os.chown(self._sockdir, self.socket_owner, -1)
         argv = self.argv()
         with open(os.path.join(self.workdir, "qemu.cmdline"), "w") as f:
             f.write(" ".join(_shell_quote(a) for a in argv) + "\n")
@@ -975,14 +1013,20 @@ class Guest:
 
     # -- monitors --
 
+    def _need_monitors(self):
+        if not self.monitors:
+            raise MonitorError("this QEMU has no monitor (monitors=False)")
+
     @property
     def qmp(self):
+        self._need_monitors()
         if self._qmp is None:
             self._qmp = QMP(os.path.join(self._sockdir, "qmp.sock"), proc=self.proc)
         return self._qmp
 
     def hmp(self, line, timeout=300.0):
         """Run one HMP command; return its output text."""
+        self._need_monitors()
         if self._hmp is None:
             self._hmp = HMP(os.path.join(self._sockdir, "hmp.sock"), proc=self.proc)
         return self._hmp.cmd(line, timeout)

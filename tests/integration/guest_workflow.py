@@ -9,6 +9,12 @@ bench/bench-resume.py (Python 3 standard library only).
   host computed itself, not only with the manifest the guest keeps.
 - prepare_ready(): boot the guest on an s2e disk, write files (some left
   dirty in the guest's page cache), `savevm ready`, quit.
+- take_ready_by_guest(): the same writes, but the way S2E's image build
+  takes `ready`: QEMU runs with guest-images' command line
+  (take_snapshot_args(), with -enable-serial-commands), the guest writes
+  S2E's magic string to its first serial port, QEMU saves and exits by
+  itself.  launch_guest() resumes it with s2e-env's launch-s2e.sh line
+  (launch_args()).
 - verify_resumed(): what each resumed guest does: drop its caches, re-read
   and check every file, write more, read it back.
 
@@ -123,43 +129,10 @@ def new_guest(files, workdir, drive, loadvm=None, name="guest", memory=256):
 def prepare_ready(files, workdir, drive, say=lambda m: None, memory=256):
     """Boot, write (some dirty), `savevm ready`, quit.  Returns
     (Expected, timings dict)."""
-    t = {}
     exp = Expected(files)
     g = new_guest(files, workdir, drive, name="first-boot", memory=memory)
     try:
-        t0 = time.monotonic()
-        g.start()
-        info = g.wait_ready(180)
-        t["boot"] = time.monotonic() - t0
-        _require(info.get("mounted") == "yes",
-                 "the guest mounted its disk: %r" % info)
-        say("guest ready in %.1f s (%s, disk %s, accel %s)" % (
-            t["boot"], info.get("kernel"), info.get("disk"), g.accel))
-        g.command("writeback off")
-        t0 = time.monotonic()
-        # Synced writes first: a sync flushes everything dirty so far.
-        for want_sync in (True, False):
-            for path, size, seed, sync in BEFORE_SAVE:
-                if sync != want_sync:
-                    continue
-                got = g.write(path, size, seed, sync=sync)
-                _require(got == exp.write(path, size, seed),
-                         "guest wrote %s with the expected content" % path)
-            for path, off, length, seed, sync in OVERWRITE_BEFORE_SAVE:
-                if sync != want_sync:
-                    continue
-                got = g.writeat(path, off, length, seed, sync=sync)
-                _require(got == exp.writeat(path, off, length, seed),
-                         "guest overwrote %s at %d with the expected content"
-                         % (path, off))
-        t["write"] = time.monotonic() - t0
-        dirty = g.dirty_kb()
-        _require(dirty > 0, "some written data is still dirty in the "
-                 "guest's page cache (dirty_kb=%d)" % dirty)
-        t["dirty_kb"] = dirty
-        say("guest wrote %d files and overwrote %d base files in %.1f s; "
-            "%d KiB still dirty in its page cache" % (
-                len(BEFORE_SAVE), len(OVERWRITE_BEFORE_SAVE), t["write"], dirty))
+        t = _boot_and_write(g, exp, say)
         # The guest signals readiness with its answer; the host saves.
         g.command("sh echo S2E-DEMO-READY")
         t0 = time.monotonic()
@@ -169,6 +142,132 @@ def prepare_ready(files, workdir, drive, say=lambda m: None, memory=256):
     finally:
         g.close()
     return exp, t
+
+
+def _boot_and_write(g, exp, say):
+    """Boot G, write BEFORE_SAVE and OVERWRITE_BEFORE_SAVE (the unsynced
+    ones stay dirty in the guest's page cache); update EXP.  Timings."""
+    t = {}
+    t0 = time.monotonic()
+    g.start()
+    info = g.wait_ready(180)
+    t["boot"] = time.monotonic() - t0
+    _require(info.get("mounted") == "yes",
+             "the guest mounted its disk: %r" % info)
+    say("guest ready in %.1f s (%s, disk %s, accel %s)" % (
+        t["boot"], info.get("kernel"), info.get("disk"), g.accel))
+    g.command("writeback off")
+    t0 = time.monotonic()
+    # Synced writes first: a sync flushes everything dirty so far.
+    for want_sync in (True, False):
+        for path, size, seed, sync in BEFORE_SAVE:
+            if sync != want_sync:
+                continue
+            got = g.write(path, size, seed, sync=sync)
+            _require(got == exp.write(path, size, seed),
+                     "guest wrote %s with the expected content" % path)
+        for path, off, length, seed, sync in OVERWRITE_BEFORE_SAVE:
+            if sync != want_sync:
+                continue
+            got = g.writeat(path, off, length, seed, sync=sync)
+            _require(got == exp.writeat(path, off, length, seed),
+                     "guest overwrote %s at %d with the expected content"
+                     % (path, off))
+    t["write"] = time.monotonic() - t0
+    dirty = g.dirty_kb()
+    _require(dirty > 0, "some written data is still dirty in the "
+             "guest's page cache (dirty_kb=%d)" % dirty)
+    t["dirty_kb"] = dirty
+    say("guest wrote %d files and overwrote %d base files in %.1f s; "
+        "%d KiB still dirty in its page cache" % (
+            len(BEFORE_SAVE), len(OVERWRITE_BEFORE_SAVE), t["write"], dirty))
+    return t
+
+
+# --- S2E's own command lines ---------------------------------------------------
+#
+# guest-images' Makefile.linux (TAKE_SNAPSHOT) and s2e-env's launch-s2e.sh,
+# with LD_PRELOAD=libs2e replaced by s2e-run and the image as the caller
+# names it.  -enable-kvm stands where KVM works; elsewhere (these CI
+# machines) TCG takes its place.  The test guest also needs its kernel and
+# the agent's channel (a virtconsole, hvc0, so that every serial port
+# carries only what S2E's line says): Guest adds those.
+
+# S2E's guest tools (launch.sh): the space after "ready" ends the command.
+SECRET_MESSAGE_SAVEVM = "?!?MAGIC?!?s %s " % SNAPSHOT
+SECRET_MESSAGE_KILL = "?!?MAGIC?!?k 0 "
+
+
+def s2e_accel_args(accel):
+    """'kvm': S2E's -enable-kvm; 'kvm-split': QEMU 10.2+ S2E's
+    -accel accel=kvm,kernel-irqchip=split; 'tcg' where KVM does not work."""
+    return {"kvm": ["-enable-kvm"],
+            "kvm-split": ["-accel", "accel=kvm,kernel-irqchip=split"],
+            "tcg": ["-accel", "tcg"]}[accel]
+
+
+def take_snapshot_args(image, serial_file, accel):
+    """guest-images' TAKE_SNAPSHOT: the guest saves `ready` by itself."""
+    return s2e_accel_args(accel) + [
+        "-drive", "if=ide,index=0,file=%s,format=s2e,cache=writeback"
+        % G.opt_escape(image),
+        "-serial", "file:" + serial_file, "-enable-serial-commands",
+        "-net", "none", "-net", "nic,model=e1000", "-m", "256M",
+        "-nographic", "-monitor", "null"]
+
+
+def launch_args(image, serial_file, accel, snapshot=SNAPSHOT):
+    """s2e-env's launch-s2e.sh: resume SNAPSHOT."""
+    return ["-k", "en-us", "-monitor", "null"] + s2e_accel_args(accel) + [
+        "-serial", "file:" + serial_file, "-nographic", "-m", "256M",
+        "-drive", "file=%s,format=s2e,cache=writeback" % G.opt_escape(image),
+        "-loadvm", snapshot]
+
+
+def s2e_line_guest(files, workdir, machine_args, name, monitors, accel):
+    """A Guest on one of S2E's command lines (see above)."""
+    return G.Guest(files, workdir, qemu=S2E_QEMU, machine_args=machine_args,
+                   agent="virtio", monitors=monitors, name=name, accel=accel)
+
+
+def take_ready_by_guest(files, workdir, image, accel, say=lambda m: None):
+    """S2E's image build on a stock QEMU: boot with TAKE_SNAPSHOT's line,
+    write (some dirty), then the guest writes S2E's magic string to its
+    first serial port, as S2E's launch.sh does; QEMU saves `ready` and
+    exits by itself, with status 0.  Returns (Expected, timings dict,
+    QEMU's output)."""
+    exp = Expected(files)
+    serial = os.path.join(workdir, "serial_ready.txt")
+    os.makedirs(workdir, exist_ok=True)
+    g = s2e_line_guest(files, workdir, take_snapshot_args(image, serial, accel),
+                       "take-snapshot", False, accel)
+    try:
+        t = _boot_and_write(g, exp, say)
+        t0 = time.monotonic()
+        # Its answer may never come: QEMU saves and quits meanwhile.
+        g.send("sh echo '%s' > /dev/ttyS0" % SECRET_MESSAGE_SAVEVM)
+        status = g.wait_exit(600)
+        t["magic_to_exit"] = time.monotonic() - t0
+        out = g.qemu_output()
+    finally:
+        g.close()
+    _require(status == 0, "QEMU saved and exited with status 0, not %s:\n%s"
+             % (status, out))
+    _require("savevm %s done" % SNAPSHOT in out,
+             "QEMU reported the savevm:\n%s" % out)
+    with open(serial, "rb") as f:
+        _require(SECRET_MESSAGE_SAVEVM.encode() in f.read(),
+                 "%s holds the guest's magic string" % serial)
+    return exp, t, out
+
+
+def launch_guest(files, workdir, image, accel, name, monitors=True):
+    """A Guest resuming `ready` with launch-s2e.sh's line (its serial port
+    goes to WORKDIR/serial.txt); start() it, then resync()."""
+    os.makedirs(workdir, exist_ok=True)
+    serial = os.path.join(workdir, "serial.txt")
+    return s2e_line_guest(files, workdir, launch_args(image, serial, accel),
+                          name, monitors, accel)
 
 
 def verify_resumed(g, exp, tag, seed, say=lambda m: None, check_reads=True):
@@ -243,7 +342,8 @@ def _unmount(g):
 
 
 def _mount(g):
-    g.command("sh mount -o noatime /dev/vda /mnt/data")
+    # The data disk /init found (vda on virtio, sda on IDE).
+    g.command('sh mount -o noatime "$(cat /run/s2e/disk)" /mnt/data')
 
 
 def _switch(g, prop, value):
