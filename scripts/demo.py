@@ -1,16 +1,29 @@
 #!/usr/bin/env python3
 """The main job, shown step by step, on a real Linux guest.
 
-Debian's kernel and a busybox initramfs (docs/guest.md) boot in Debian's
-qemu-system-x86_64 through build/s2e-run with
--drive file=WORK/guest.raw.s2e,format=s2e.  The guest mounts its ext4
-disk, writes files (some still dirty in its page cache) and signals that it
-is ready; the monitor runs `savevm ready`; QEMU quits.  Then the snapshot
-is resumed several times -- `-loadvm ready` in a new QEMU, `loadvm ready`
-in that running QEMU, and N QEMUs at once -- and every guest carries on:
-it drops its caches, re-reads and checks every file against hashes the
-host computed, writes more and reads it back.  At the end the base image
-and the snapshot file are shown unchanged (SHA-256 and nanosecond mtime).
+S2E's image workflow on Debian's stock qemu-system-x86_64, through
+build/s2e-run.  Debian's kernel and a busybox initramfs (docs/guest.md)
+boot with the command line S2E's image build (guest-images, TAKE_SNAPSHOT)
+uses, -drive if=ide,index=0,file=WORK/guest.raw.s2e,format=s2e,
+cache=writeback -serial file:serial_ready.txt -enable-serial-commands
+-net none -net nic,model=e1000 -m 256M -nographic -monitor null.  The
+guest mounts its ext4 disk, writes files (some still dirty in its page
+cache), then takes its `ready` snapshot itself, as S2E's guest tools do:
+it writes `?!?MAGIC?!?s ready ` to its first serial port, and QEMU saves
+and exits with status 0.  Then the snapshot is resumed with the command
+line s2e-env's launch-s2e.sh uses (-k en-us -monitor null -serial
+file:serial.txt -nographic -m 256M -drive ...,cache=writeback -loadvm
+ready) several times -- in a new QEMU, then `loadvm ready` in that
+running QEMU, N QEMUs at once, and execution paths in one -- and every
+guest carries on: it drops its caches, re-reads and checks every file
+against hashes the host computed, writes more and reads it back.  At the
+end the base image and the snapshot file are shown unchanged (SHA-256 and
+nanosecond mtime).
+
+The guest is driven over a virtconsole (hvc0) the test harness adds, with
+the kernel's -kernel/-initrd/-append, to S2E's lines; the resumed QEMUs
+also get HMP/QMP sockets for the monitor steps.  -enable-kvm is used
+where KVM really works, else TCG (-accel tcg) takes its place.
 
 usage: scripts/demo.py [WORKDIR]   (default: a new temporary directory)
 environment: S2E_DEMO_INSTANCES (concurrent resumes, default 4),
@@ -71,11 +84,15 @@ def step(what, fn, *args):
         return None
 
 
-def resume_new_qemu(files, work, img, exp):
-    say("resume 1: s2e-run qemu-system-x86_64 -drive file=%s,format=s2e "
-        "-loadvm ready" % img)
-    g = W.new_guest(files, os.path.join(work, "resume-1"), W.s2e_drive(img),
-                    loadvm=W.SNAPSHOT, name="resume-1")
+def s2e_line(args):
+    return "s2e-run qemu-system-x86_64 " + " ".join(args)
+
+
+def resume_new_qemu(files, work, img, accel, exp):
+    d = os.path.join(work, "resume-1")
+    say("resume 1, launch-s2e.sh's line: " + s2e_line(W.launch_args(
+        img, os.path.join(d, "serial.txt"), accel)))
+    g = W.launch_guest(files, d, img, accel, "resume-1")
     with g:
         t0 = time.monotonic()
         g.start()
@@ -98,12 +115,11 @@ def resume_new_qemu(files, work, img, exp):
         g.quit()
 
 
-def resume_many(files, work, img, exp, n):
-    say("resume 3: %d QEMUs at once, each with -loadvm ready on the same "
-        "image" % n)
-    guests = [W.new_guest(files, os.path.join(work, "many-%d" % i),
-                          W.s2e_drive(img), loadvm=W.SNAPSHOT,
-                          name="many-%d" % i) for i in range(n)]
+def resume_many(files, work, img, accel, exp, n):
+    say("resume 3: %d QEMUs at once, each with launch-s2e.sh's line on the "
+        "same image" % n)
+    guests = [W.launch_guest(files, os.path.join(work, "many-%d" % i), img,
+                             accel, "many-%d" % i) for i in range(n)]
     results = [None] * n
     errors = [None] * n
 
@@ -148,10 +164,9 @@ def resume_many(files, work, img, exp, n):
             g.close()
 
 
-def resume_paths(files, work, img, exp):
+def resume_paths(files, work, img, accel, exp):
     say("resume 4: execution paths in one resumed guest (/objects/s2e-paths)")
-    g = W.new_guest(files, os.path.join(work, "paths"), W.s2e_drive(img),
-                    loadvm=W.SNAPSHOT, name="paths")
+    g = W.launch_guest(files, os.path.join(work, "paths"), img, accel, "paths")
     with g:
         g.start()
         W.two_paths(g, exp, say)
@@ -175,7 +190,8 @@ def main():
     say("guest kernel/initramfs/base disk: %s (%.1f s; cached after the "
         "first build)" % (files.dir, time.monotonic() - t0))
     accel = G.detect_accel(files)
-    say("accelerator: %s" % accel)
+    say("accelerator: %s (%s on S2E's command lines)" % (
+        accel, " ".join(W.s2e_accel_args(accel))))
 
     img = os.path.join(work, "guest.raw.s2e")
     if os.path.exists(img):
@@ -190,24 +206,32 @@ def main():
           "cp -p %s -> %s (64 MiB ext4, sha256 %s..., mtime kept)" % (
               files.image, img, base["sha256"][:16]))
 
-    say("boot: s2e-run qemu-system-x86_64 -accel %s -kernel vmlinux -initrd "
-        "initrd.img -drive file=%s,format=s2e,if=virtio" % (accel, img))
-    res = step("first boot, writes, savevm ready", W.prepare_ready, files,
-               os.path.join(work, "first-boot"), W.s2e_drive(img), say)
+    first = os.path.join(work, "first-boot")
+    say("boot, guest-images' TAKE_SNAPSHOT line: " + s2e_line(
+        W.take_snapshot_args(img, os.path.join(first, "serial_ready.txt"),
+                             accel)))
+    res = step("first boot, writes, the guest takes ready",
+               W.take_ready_by_guest, files, first, img, accel, say)
     snap = img + "." + W.SNAPSHOT
     if res is None or not os.path.exists(snap):
         check(False, "snapshot file %s exists" % snap)
         return finish()
-    exp, t = res
-    check(True, "monitor `savevm ready` took %.2f s; QEMU quit" % t["savevm"])
+    exp, t, out = res
+    for line in out.splitlines():
+        if "s2e:" in line:
+            say("QEMU: " + line)
+    check(True, "the guest wrote %r to ttyS0; QEMU saved `ready` and exited "
+          "with status 0 %.2f s later" % (W.SECRET_MESSAGE_SAVEVM,
+                                          t["magic_to_exit"]))
     snap_state = file_state(snap)
     say("snapshot file %s: %d bytes, sha256 %s..." % (
         snap, snap_state["size"], snap_state["sha256"][:16]))
     check(file_state(img) == base, "the base image is unchanged after savevm")
 
-    step("resume with -loadvm and loadvm", resume_new_qemu, files, work, img, exp)
-    step("concurrent resumes", resume_many, files, work, img, exp, n)
-    step("execution paths", resume_paths, files, work, img, exp)
+    step("resume with -loadvm and loadvm", resume_new_qemu, files, work, img,
+         accel, exp)
+    step("concurrent resumes", resume_many, files, work, img, accel, exp, n)
+    step("execution paths", resume_paths, files, work, img, accel, exp)
 
     now = file_state(img)
     check(now == base, "base image unchanged: sha256 %s..., mtime %d ns" % (
@@ -226,8 +250,9 @@ def finish():
         print("FAIL: %d check(s) failed (%.1f s)" % (
             len(FAILURES), time.monotonic() - T0), flush=True)
         return 1
-    print("PASS: real guest on format=s2e, savevm ready, resumed with "
-          "-loadvm, loadvm and %s at once (%.1f s)" % (
+    print("PASS: real guest on format=s2e, the guest took ready through "
+          "the serial port, resumed with launch-s2e.sh's line, loadvm and "
+          "%s at once (%.1f s)" % (
               os.environ.get("S2E_DEMO_INSTANCES", "4"),
               time.monotonic() - T0), flush=True)
     return 0
