@@ -71,8 +71,6 @@
 #include "sysemu/sysemu.h"
 #endif
 
-#include <dlfcn.h>
-
 #include "block-s2e.h"
 #include "serial-commands.h"
 
@@ -119,7 +117,7 @@ static struct {
     int exit_status;             /* the main loop's verdict */
 } s2e_serial;
 
-/* ---- the main loop: run the command, quit -------------------------------- */
+/* ---- the main loop: run the command, quit ------------------------------ */
 
 static void s2e_serial_savevm(const char *port, const char *name)
 {
@@ -165,7 +163,7 @@ static void s2e_serial_exit_status(int status, void *opaque)
     }
 }
 
-/* ---- the guest's writes -------------------------------------------------- */
+/* ---- the guest's writes ------------------------------------------------ */
 
 static void s2e_serial_latch(S2ESerialPort *port, const S2ESerialCommand *cmd)
 {
@@ -244,7 +242,7 @@ static int s2e_serial_chr_write(Chardev *chr, const uint8_t *buf, int len)
     return ret;
 }
 
-/* ---- set-up ---------------------------------------------------------------- */
+/* ---- set-up -------------------------------------------------------------- */
 
 static void s2e_serial_wrap_class(Chardev *chr)
 {

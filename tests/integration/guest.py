@@ -55,8 +55,8 @@ import weakref
 __all__ = [
     "GuestError", "GuestTimeout", "CommandFailed", "MonitorError", "QMPError",
     "GuestFiles", "REPO_ROOT", "build_guest", "cache_root", "copy_image",
-    "drive_args", "opt_escape", "gen_content", "expected_sha256", "file_blocks",
-    "kvm_works", "detect_accel", "Guest", "HMP", "QMP",
+    "drive_args", "opt_escape", "gen_content", "expected_sha256",
+    "file_blocks", "kvm_works", "detect_accel", "Guest", "HMP", "QMP",
 ]
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
