@@ -65,13 +65,15 @@
 #include "chardev/char.h"
 #include "migration/snapshot.h"
 #include "qapi/qapi-commands-control.h"
-#if QEMU_VERSION_MAJOR >= 10
+
+#include "block-s2e.h"
+#include "s2e-qemu-compat.h"
+/* qemu_add_machine_init_done_notifier(); 10.0 renamed sysemu/ system/. */
+#if S2E_QEMU_AT_LEAST(10, 0)
 #include "system/system.h"
 #else
 #include "sysemu/sysemu.h"
 #endif
-
-#include "block-s2e.h"
 #include "serial-commands.h"
 
 /*
