@@ -246,9 +246,9 @@ static int s2e_serial_chr_write(Chardev *chr, const uint8_t *buf, int len)
 
 /* ---- set-up -------------------------------------------------------------- */
 
-static void s2e_serial_wrap_class(Chardev *chr)
+static void s2e_serial_wrap_class(const S2ESerialPort *port)
 {
-    ChardevClass *cc = CHARDEV_GET_CLASS(chr);
+    ChardevClass *cc = CHARDEV_GET_CLASS(port->chr);
     S2EWrappedClass *w;
 
     if (cc->chr_write == s2e_serial_chr_write) {
@@ -256,7 +256,7 @@ static void s2e_serial_wrap_class(Chardev *chr)
     }
     if (s2e_serial.nclasses == S2E_SERIAL_CLASSES_MAX) {
         error_report("s2e: too many kinds of serial backends; serial "
-                     "commands are not watched on '%s'", chr->label);
+                     "commands are not watched on '%s'", port->label);
         return;
     }
     w = &s2e_serial.classes[s2e_serial.nclasses++];
@@ -315,7 +315,7 @@ static void s2e_serial_machine_done(Notifier *notifier, void *data)
         return;
     }
     for (int i = 0; i < s2e_serial.nports; i++) {
-        s2e_serial_wrap_class(s2e_serial.ports[i].chr);
+        s2e_serial_wrap_class(&s2e_serial.ports[i]);
     }
 }
 
