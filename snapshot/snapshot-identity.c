@@ -132,11 +132,12 @@ int s2e_snap_probe_magic(const char *path)
 {
     uint8_t magic[S2E_SNAP_MAGIC_LEN];
     ssize_t n;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    int err;
+    bool regular;
+    int fd;
+    int err = -s2e_snap_open_regular(path, &fd, &regular);
 
-    if (fd < 0) {
-        return -errno;
+    if (err || !regular) {
+        return -err;
     }
     do {
         n = pread(fd, magic, sizeof(magic), 0);

@@ -246,6 +246,11 @@ int s2e_snap_pwrite_full(const S2ESnapIO *io, S2ESnapIOStep step, int fd,
 int s2e_snap_pread_full(const S2ESnapIO *io, int fd, void *buf, size_t len,
                         uint64_t off);
 
+/* Open @path read-only (O_CLOEXEC) into *fd when it is a regular file,
+ * without blocking and without opening anything else (a FIFO, a device):
+ * then *regular is false and *fd -1.  Returns 0 or -errno (*fd -1). */
+int s2e_snap_open_regular(const char *path, int *fd, bool *regular);
+
 /* fsync/close/rename/unlink/fsync-dir through the hook.  0 or -errno. */
 int s2e_snap_io_fsync(const S2ESnapIO *io, S2ESnapIOStep step, int fd);
 int s2e_snap_io_close(const S2ESnapIO *io, int fd);
@@ -277,8 +282,8 @@ int s2e_snap_compare_base(const char *snapshot, const char *image,
                           const S2EBaseIdentity *rec,
                           const S2EBaseIdentity *cur, GError **error);
 
-/* Whether the file at @path starts with the snapshot magic: 1 yes, 0 no,
- * -errno when it cannot be read. */
+/* Whether the file at @path is a regular file that starts with the
+ * snapshot magic: 1 yes, 0 no, -errno when it cannot be read. */
 int s2e_snap_probe_magic(const char *path);
 
 /* ---- Temporary files (snapshot-temp.c) --------------------------------- */

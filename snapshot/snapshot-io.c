@@ -18,10 +18,15 @@
  * A write that makes no progress (pwrite returning 0) is an error (-EIO):
  * the loop never spins.  A read that reaches end of file returns -ENODATA
  * so the reader can tell "truncated while open" from an I/O error.
+ *
+ * Files are opened for reading with s2e_snap_open_regular(), which never
+ * opens anything but a regular file (a FIFO would block the open).
  */
 #include "snapshot-int.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *const step_names[S2E_SNAP_IO__MAX] = {
@@ -156,4 +161,51 @@ int s2e_snap_io_close(const S2ESnapIO *io, int fd)
         ret = -errno;
     }
     return ret;
+}
+
+/*
+ * Open @path read-only when it names a regular file.  Opening is not
+ * harmless for everything else: a FIFO blocks the open until a writer
+ * comes (forever, for `info` on a FIFO named IMAGE.NAME), and a device may
+ * act on being opened.  So first look at what the path names with O_PATH
+ * (which opens nothing), then open it without blocking, and check that the
+ * descriptor is that same regular file (the name may have been swapped in
+ * between).
+ */
+int s2e_snap_open_regular(const char *path, int *fd, bool *regular)
+{
+    struct stat named, opened;
+    int probe = open(path, O_PATH | O_CLOEXEC);
+    int err;
+
+    *fd = -1;
+    *regular = false;
+    if (probe < 0) {
+        return -errno;
+    }
+    err = fstat(probe, &named) < 0 ? errno : 0;
+    close(probe);
+    if (err) {
+        return -err;
+    }
+    if (!S_ISREG(named.st_mode)) {
+        return 0;
+    }
+    *fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (*fd < 0) {
+        return -errno;
+    }
+    if (fstat(*fd, &opened) < 0) {
+        err = errno;
+        close(*fd);
+        *fd = -1;
+        return -err;
+    }
+    *regular = S_ISREG(opened.st_mode) && opened.st_dev == named.st_dev &&
+               opened.st_ino == named.st_ino;
+    if (!*regular) {
+        close(*fd);
+        *fd = -1;
+    }
+    return 0;
 }

@@ -87,20 +87,20 @@ static int read_at(const S2ESnapshot *snap, void *buf, size_t len,
 static int open_file(S2ESnapshot *snap, uint64_t *size, GError **error)
 {
     struct stat st;
+    bool regular = true;
     int ret = s2e_snap_io_fault(&snap->io, S2E_SNAP_IO_OPEN, NULL);
 
     if (ret == 0) {
-        snap->fd = open(snap->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        ret = snap->fd < 0 ? -errno : 0;
+        ret = s2e_snap_open_regular(snap->path, &snap->fd, &regular);
     }
-    if (ret == 0 && fstat(snap->fd, &st) < 0) {
+    if (ret == 0 && regular && fstat(snap->fd, &st) < 0) {
         ret = -errno;
     }
     if (ret < 0) {
         return s2e_snap_error_errno(error, -ret, "Cannot open snapshot file "
                                     "'%s'", snap->path);
     }
-    if (!S_ISREG(st.st_mode)) {
+    if (!regular) {
         return s2e_snap_error(error, S2E_SNAPSHOT_ERROR_BAD_MAGIC,
                               "'%s' is not an s2e snapshot file (not a "
                               "regular file)", snap->path);

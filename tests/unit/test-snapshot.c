@@ -1709,6 +1709,41 @@ static void test_list_snapshot_dir(void)
     fixture_fini(&f);
 }
 
+/* Opening a FIFO named like a snapshot must not block (it would until a
+ * writer came): a child tries, with an alarm as a watchdog. */
+static void test_fifo_never_blocks(void)
+{
+    Fixture f;
+    char *path;
+    GPtrArray *list;
+    pid_t pid;
+    int status;
+
+    fixture_init(&f);
+    path = snap_path(&f, "fifo");
+    CU_ASSERT_EQUAL_FATAL(mkfifo(path, 0644), 0);
+    pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        GError *err = NULL;
+        S2ESnapshot *snap;
+
+        alarm(5);
+        snap = s2e_snapshot_open(path, NULL, NULL, &err);
+        _exit(!snap && err->code == S2E_SNAPSHOT_ERROR_BAD_MAGIC &&
+              strstr(err->message, "not a regular file") ? 0 : 1);
+    }
+    CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    list = s2e_snapshot_list(f.image, NULL, NULL);
+    CU_ASSERT_EQUAL(list->len, 0);
+    g_ptr_array_unref(list);
+    CU_ASSERT_EQUAL(s2e_snapshot_delete(f.image, NULL, "fifo", NULL),
+                    -EINVAL);
+    g_free(path);
+    fixture_fini(&f);
+}
+
 /* Many readers of one snapshot at once, each with its own descriptor. */
 static void test_many_readers(void)
 {
@@ -1791,4 +1826,5 @@ void s2e_test_register(void)
     s2e_test_add(s, "path_building", test_path_building);
     s2e_test_add(s, "list_and_delete", test_list_and_delete);
     s2e_test_add(s, "list_snapshot_dir", test_list_snapshot_dir);
+    s2e_test_add(s, "fifo_never_blocks", test_fifo_never_blocks);
 }
