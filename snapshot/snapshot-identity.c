@@ -45,6 +45,7 @@ int s2e_base_identity_from_path(const char *path, S2EBaseIdentity *id,
     id->has_mtime = true;
     id->mtime_sec = (int64_t)st.st_mtim.tv_sec;
     id->mtime_nsec = (uint32_t)st.st_mtim.tv_nsec;
+    id->mode = (uint32_t)(st.st_mode & 07777);
     return 0;
 }
 

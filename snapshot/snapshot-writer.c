@@ -9,7 +9,8 @@
  *                         files left there by dead processes of this host
  *                         (snapshot-temp.c), create
  *                         dir/.s2e-snapshot.HOST.PIDNS.PID.RANDOM
- *                         (O_EXCL, 0644 & ~umask)
+ *                         (O_EXCL, the base image's permission bits, or
+ *                         0600 when unknown, & ~umask)
  *   put_vmstate() ...     fill a one-chunk buffer; each full chunk is
  *                         deflated and appended (raw when it does not shrink)
  *   add_sectors() ...     appended at an offset congruent to sector * 512
@@ -203,6 +204,13 @@ static int open_dir(S2ESnapshotWriter *w, GError **error)
     return 0;
 }
 
+/* A snapshot holds the guest's RAM: never let it be read by more users
+ * than the base image is (its read/write bits; 0600 when unknown). */
+static mode_t snapshot_mode(const S2EBaseIdentity *base)
+{
+    return base->mode ? (mode_t)(base->mode & 0666) : 0600;
+}
+
 static int create_temp(S2ESnapshotWriter *w, GError **error)
 {
     int ret = -EEXIST;
@@ -213,7 +221,8 @@ static int create_temp(S2ESnapshotWriter *w, GError **error)
         ret = s2e_snap_io_fault(&w->io, S2E_SNAP_IO_CREATE, NULL);
         if (ret == 0) {
             w->fd = openat(w->dir_fd, w->temp_name,
-                           O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+                           O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+                           snapshot_mode(&w->base));
             ret = w->fd < 0 ? -errno : 0;
         }
     }

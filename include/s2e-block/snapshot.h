@@ -68,10 +68,15 @@ typedef struct S2EBaseIdentity {
     bool has_mtime;      /* false for bases that are not local files */
     int64_t mtime_sec;
     uint32_t mtime_nsec;
+    /* Not identity, not recorded: the base file's permission bits (0 when
+     * unknown).  A writer creates snapshot files with no more than its
+     * read/write bits (0600 when unknown), less the umask. */
+    uint32_t mode;
 } S2EBaseIdentity;
 
 /* Fill @id from a local file (stat(), following symbolic links): its
- * size and its mtime to the nanosecond.  -errno and *error on failure. */
+ * size, its mtime to the nanosecond and its mode.  -errno and *error on
+ * failure. */
 int s2e_base_identity_from_path(const char *path, S2EBaseIdentity *id,
                                 GError **error);
 

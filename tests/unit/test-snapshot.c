@@ -1030,6 +1030,48 @@ static void test_writer_temp_and_mode(void)
     fixture_fini(&f);
 }
 
+/* A snapshot holds guest RAM: its file never grants more than the base's
+ * read/write bits (0600 when they are unknown), less the umask. */
+static void expect_mode(Fixture *f, uint32_t base_mode, mode_t mask,
+                        mode_t want)
+{
+    char *path = snap_path(f, "mode");
+    S2EBaseIdentity id = f->id;
+    TuSpec spec = { .vm_size = 100, .disk_sectors = 8, .zlib_level = -1 };
+    struct stat st;
+    mode_t old;
+
+    id.mode = base_mode;
+    unlink(path);
+    old = umask(mask);
+    CU_ASSERT(tu_write_snapshot(path, &spec, &id));
+    umask(old);
+    CU_ASSERT_EQUAL(stat(path, &st), 0);
+    if ((st.st_mode & 07777) != want) {
+        fprintf(stderr, "\nbase %o umask %o: snapshot %o, want %o\n",
+                base_mode, mask, st.st_mode & 07777, want);
+    }
+    CU_ASSERT_EQUAL(st.st_mode & 07777, want);
+    g_free(path);
+}
+
+static void test_writer_mode_follows_base(void)
+{
+    Fixture f;
+    struct stat st;
+
+    fixture_init(&f);
+    CU_ASSERT_EQUAL(stat(f.image, &st), 0);
+    CU_ASSERT_EQUAL(f.id.mode, st.st_mode & 07777);
+    expect_mode(&f, 0600, 0, 0600);
+    expect_mode(&f, 0640, 0, 0640);
+    expect_mode(&f, 0400, 0, 0400);
+    expect_mode(&f, 04755, 0, 0644);    /* no execute or special bits */
+    expect_mode(&f, 0666, 022, 0644);
+    expect_mode(&f, 0, 0, 0600);        /* unknown: a remote base */
+    fixture_fini(&f);
+}
+
 /* ---- Temporary files of dead writers ------------------------------------ */
 
 static char *write_small(Fixture *f, const char *name);
@@ -1805,6 +1847,7 @@ void s2e_test_register(void)
     s = s2e_test_suite("writer");
     s2e_test_add(s, "argument_errors", test_writer_argument_errors);
     s2e_test_add(s, "temp_and_mode", test_writer_temp_and_mode);
+    s2e_test_add(s, "mode_follows_base", test_writer_mode_follows_base);
     s2e_test_add(s, "replaces", test_writer_replaces);
     s2e_test_add(s, "zlib_env", test_writer_zlib_env);
 
