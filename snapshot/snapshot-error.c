@@ -30,12 +30,13 @@ int s2e_snap_code_errno(S2ESnapshotErrorCode code)
         return -ENOTSUP;
     case S2E_SNAPSHOT_ERROR_CHECKSUM:
     case S2E_SNAPSHOT_ERROR_IO:
+    case S2E_SNAPSHOT_ERROR_TRUNCATED:
+        /* Data missing or wrong: an I/O error to whoever reads it. */
         return -EIO;
     case S2E_SNAPSHOT_ERROR_BASE_CHANGED:
         return -ESTALE;
     case S2E_SNAPSHOT_ERROR_LIMIT:
         return -EFBIG;
-    case S2E_SNAPSHOT_ERROR_TRUNCATED:
     case S2E_SNAPSHOT_ERROR_BAD_MAGIC:
     case S2E_SNAPSHOT_ERROR_CORRUPT:
     case S2E_SNAPSHOT_ERROR_INVALID:

@@ -20,7 +20,8 @@
  *   IO: the errno of the failed call     NOT_FOUND: -ENOENT
  *   BAD_VERSION, FEATURES: -ENOTSUP      CHECKSUM: -EIO
  *   BASE_CHANGED: -ESTALE                LIMIT: -EFBIG
- *   TRUNCATED, BAD_MAGIC, CORRUPT, INVALID: -EINVAL
+ *   TRUNCATED: -EIO
+ *   BAD_MAGIC, CORRUPT, INVALID: -EINVAL
  *
  * Threads: a writer is used by one thread at a time.  An open snapshot's
  * info, extent lookups and s2e_snapshot_read_sectors() may be used from
