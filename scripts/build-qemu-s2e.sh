@@ -75,12 +75,12 @@ missing=()
 for c in meson ninja pkg-config cc flock; do
     command -v "$c" >/dev/null || missing+=("$c")
 done
-for p in glib-2.0 zlib pixman-1; do
+for p in glib-2.0 zlib pixman-1 libxxhash; do
     pkg-config --exists "$p" 2>/dev/null || missing+=("$p")
 done
 # x86_64-softmmu needs libfdt (microvm); Debian ships no .pc file for it.
 echo '#include <libfdt.h>' | cc -E - >/dev/null 2>&1 || missing+=(libfdt)
-[ ${#missing[@]} -eq 0 ] || die "missing: ${missing[*]} (Debian: apt-get install meson ninja-build pkg-config build-essential libglib2.0-dev zlib1g-dev libpixman-1-dev libfdt-dev)"
+[ ${#missing[@]} -eq 0 ] || die "missing: ${missing[*]} (Debian: apt-get install meson ninja-build pkg-config build-essential libglib2.0-dev zlib1g-dev libxxhash-dev libpixman-1-dev libfdt-dev)"
 
 # ---- 1. the QEMU source and its version ------------------------------------
 if [ -z "$SRC" ]; then

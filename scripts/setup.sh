@@ -14,6 +14,8 @@ PACKAGES=(
     # build
     gcc libc6-dev meson ninja-build pkg-config
     libglib2.0-dev zlib1g-dev libcunit1-dev
+    # XXH3, the snapshot data checksum (header only: compiled in)
+    libxxhash-dev
     # QEMU headers: Debian's source package and a header-only configure
     # (QEMU 8.0+ configures inside a python venv)
     dpkg-dev libaio-dev liburing-dev libzstd-dev python3-venv

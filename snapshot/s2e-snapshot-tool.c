@@ -224,6 +224,15 @@ static GError *check_loads(const S2ESnapshot *snap, const char *image)
 
 /* ---- info --------------------------------------------------------------- */
 
+/* How the sector data is protected when it is loaded. */
+static const char *data_check(const S2ESnapshotLayout *l)
+{
+    return l->block_checksums
+           ? "checksummed per 4 KiB block, each checked when first read"
+           : "not checksummed per block (format version 1): loaded "
+             "unverified; 'verify' checks it";
+}
+
 static void info_human(const S2ESnapshot *snap, const char *image,
                        const GError *loads)
 {
@@ -269,6 +278,7 @@ static void info_human(const S2ESnapshot *snap, const char *image,
     printf("  of which zero: %" G_GUINT64_FORMAT " (%s) in %" G_GUINT64_FORMAT
            " zero extents, not stored\n", info->zero_sectors, zero,
            l.zero_extent_count);
+    printf("Sector data:     %s\n", data_check(&l));
     printf("Base image:      %" G_GUINT64_FORMAT " bytes", base->size);
     if (base->has_mtime) {
         char *mtime = s2e_snapshot_format_time(base->mtime_sec,
@@ -340,6 +350,7 @@ static void info_json(const S2ESnapshot *snap, const char *image,
     json_u64(&j, "vm_state_stored", l.vm_state_stored);
     json_u64(&j, "extent_count", l.extent_count);
     json_u64(&j, "zero_extent_count", l.zero_extent_count);
+    json_bool(&j, "block_checksums", l.block_checksums);
     json_info_fields(&j, s2e_snapshot_get_info(snap));
     json_open(&j, "base", '{');
     json_u64(&j, "size", base->size);

@@ -18,10 +18,17 @@
  *   lengths -> (reader reads the tables, checks their checksums) ->
  *   chunk entries -> extent entries -> regions pairwise disjoint
  *
- * Extents are of two kinds: data (stored at their offset, with a CRC) and
- * zero (flag S2E_SNAP_EXTENT_ZERO: nothing stored, offset and CRC 0, only
- * in files with the incompatible feature ZERO_EXTENTS).  Both count in
+ * Extents are of two kinds: data (stored at their offset) and zero (flag
+ * S2E_SNAP_EXTENT_ZERO: nothing stored, offset and CRC 0, only in files
+ * with the incompatible feature ZERO_EXTENTS).  Both count in
  * dirty_sectors; a zero extent occupies no region of the file.
+ *
+ * Two versions are read.  Version 1 checks sector data with one CRC-32 per
+ * extent (only a full verification can check it).  Version 2 has a table of
+ * one checksum per 4 KiB block of sector data (snapshot-checksum.c), which
+ * the reader checks when a block is first read: each data extent owns the
+ * next s2e_snap_extent_blocks() entries, and together they fill the table
+ * exactly.  Its header is 16 bytes longer (the table's offset and count).
  *
  * Every count read from the file is bounded by the file's size before the
  * caller allocates anything from it (an index entry takes at least 24
@@ -64,10 +71,14 @@ enum {
     H_DIRTY_SECTORS = 160,
     H_EXTENT_INDEX_CRC = 168,
     H_RESERVED = 172,
+    /* Version 2 */
+    H_BLOCK_CSUM_OFFSET = 176,
+    H_BLOCK_CSUM_COUNT = 184,
 };
 
 G_STATIC_ASSERT(H_RESERVED + 4 == S2E_SNAP_HEADER_V1_LEN);
-G_STATIC_ASSERT(S2E_SNAP_HEADER_V1_LEN + S2E_SNAPSHOT_NAME_MAX +
+G_STATIC_ASSERT(H_BLOCK_CSUM_COUNT + 8 == S2E_SNAP_HEADER_V2_LEN);
+G_STATIC_ASSERT(S2E_SNAP_HEADER_V2_LEN + S2E_SNAPSHOT_NAME_MAX +
                 S2E_SNAPSHOT_ID_MAX <= S2E_SNAP_HEADER_AREA);
 
 #define NSEC_PER_SEC 1000000000u
@@ -209,6 +220,10 @@ void s2e_snap_header_encode(S2ESnapHeader *h, uint8_t *page)
     s2e_snap_put_le64(page + H_EXTENT_INDEX_OFFSET, h->extent_index_offset);
     s2e_snap_put_le64(page + H_DIRTY_SECTORS, h->info.dirty_sectors);
     s2e_snap_put_le32(page + H_EXTENT_INDEX_CRC, h->extent_index_crc);
+    if (h->version >= S2E_SNAP_VERSION_2) {
+        s2e_snap_put_le64(page + H_BLOCK_CSUM_OFFSET, h->block_csum_offset);
+        s2e_snap_put_le64(page + H_BLOCK_CSUM_COUNT, h->block_csum_count);
+    }
     memcpy(page + h->header_length, h->info.name, name_len);
     memcpy(page + h->header_length + name_len, h->info.id, id_len);
 
@@ -266,11 +281,12 @@ static int check_identification(const uint8_t *page, const char *path,
                               "(no snapshot magic at its start)", path);
     }
     version = s2e_snap_get_le32(page + H_VERSION);
-    if (version != S2E_SNAP_VERSION) {
+    if (version != S2E_SNAP_VERSION_1 && version != S2E_SNAP_VERSION_2) {
         return s2e_snap_error(error, S2E_SNAPSHOT_ERROR_BAD_VERSION,
                               "Snapshot file '%s' has format version %u; "
-                              "this s2e-block reads version %u only",
-                              path, version, S2E_SNAP_VERSION);
+                              "this s2e-block reads versions %u and %u only",
+                              path, version, S2E_SNAP_VERSION_1,
+                              S2E_SNAP_VERSION_2);
     }
     incompat = s2e_snap_get_le64(page + H_INCOMPAT);
     if (incompat & ~S2E_SNAP_INCOMPAT_KNOWN) {
@@ -284,6 +300,13 @@ static int check_identification(const uint8_t *page, const char *path,
     return 0;
 }
 
+/* The fixed part of the header a version has at least. */
+static uint32_t header_min_len(uint32_t version)
+{
+    return version >= S2E_SNAP_VERSION_2 ? S2E_SNAP_HEADER_V2_LEN
+                                         : S2E_SNAP_HEADER_V1_LEN;
+}
+
 /* Lengths of the header, needed before its checksum can be computed. */
 static int check_header_lengths(const uint8_t *page, const char *path,
                                 size_t *total, GError **error)
@@ -291,11 +314,11 @@ static int check_header_lengths(const uint8_t *page, const char *path,
     uint64_t hlen = s2e_snap_get_le32(page + H_HEADER_LENGTH);
     uint64_t name_len = s2e_snap_get_le32(page + H_NAME_LEN);
     uint64_t id_len = s2e_snap_get_le32(page + H_ID_LEN);
+    uint32_t min = header_min_len(s2e_snap_get_le32(page + H_VERSION));
 
-    if (hlen < S2E_SNAP_HEADER_V1_LEN || hlen > S2E_SNAP_HEADER_AREA) {
+    if (hlen < min || hlen > S2E_SNAP_HEADER_AREA) {
         return corrupt(error, path, "header length %" G_GUINT64_FORMAT
-                       " is outside %u..%u", hlen, S2E_SNAP_HEADER_V1_LEN,
-                       S2E_SNAP_HEADER_AREA);
+                       " is outside %u..%u", hlen, min, S2E_SNAP_HEADER_AREA);
     }
     if (name_len > S2E_SNAPSHOT_NAME_MAX || id_len > S2E_SNAPSHOT_ID_MAX) {
         return corrupt(error, path, "snapshot name (%" G_GUINT64_FORMAT
@@ -365,6 +388,10 @@ static int decode_fields(const uint8_t *page, const char *path,
     h->extent_count = s2e_snap_get_le64(page + H_EXTENT_COUNT);
     h->extent_index_offset = s2e_snap_get_le64(page + H_EXTENT_INDEX_OFFSET);
     h->extent_index_crc = s2e_snap_get_le32(page + H_EXTENT_INDEX_CRC);
+    if (h->version >= S2E_SNAP_VERSION_2) {
+        h->block_csum_offset = s2e_snap_get_le64(page + H_BLOCK_CSUM_OFFSET);
+        h->block_csum_count = s2e_snap_get_le64(page + H_BLOCK_CSUM_COUNT);
+    }
 
     ret = decode_string(page + h->header_length, name_len, h->info.name,
                         "name", path, error);
@@ -501,9 +528,15 @@ int s2e_snap_header_decode(const uint8_t *page, uint64_t file_size,
     if (ret < 0) {
         return ret;
     }
-    return check_table(h->extent_index_offset, h->extent_count,
-                       S2E_SNAP_EXTENT_ENTRY_SIZE, file_size,
-                       "dirty sector index", path, error);
+    ret = check_table(h->extent_index_offset, h->extent_count,
+                      S2E_SNAP_EXTENT_ENTRY_SIZE, file_size,
+                      "dirty sector index", path, error);
+    if (ret < 0 || h->version < S2E_SNAP_VERSION_2) {
+        return ret;
+    }
+    return check_table(h->block_csum_offset, h->block_csum_count,
+                       S2E_SNAP_BLOCK_CSUM_SIZE, file_size,
+                       "block checksum table", path, error);
 }
 
 /* ---- Index decoding ----------------------------------------------------- */
@@ -606,6 +639,33 @@ static int check_extent(const S2ESnapExtent *e, uint64_t i, uint64_t prev_end,
     return 0;
 }
 
+/* Version 2: give each data extent its first block checksum; together they
+ * must use the whole table. */
+static int number_block_csums(S2ESnapHeader *h, S2ESnapExtent *extents,
+                              const char *path, GError **error)
+{
+    uint64_t next = 0;
+
+    if (h->version < S2E_SNAP_VERSION_2) {
+        return 0;
+    }
+    for (uint64_t i = 0; i < h->extent_count; i++) {
+        S2ESnapExtent *e = &extents[i];
+
+        if (!(e->flags & S2E_SNAP_EXTENT_ZERO)) {
+            e->first_csum = next;
+            next += s2e_snap_extent_blocks(e->sector, e->count);
+        }
+    }
+    if (next != h->block_csum_count) {
+        return corrupt(error, path, "the block checksum table has %"
+                       G_GUINT64_FORMAT " entries, the data extents have %"
+                       G_GUINT64_FORMAT " blocks", h->block_csum_count,
+                       next);
+    }
+    return 0;
+}
+
 int s2e_snap_extents_decode(const uint8_t *buf, S2ESnapHeader *h,
                             const char *path, S2ESnapExtent *extents,
                             GError **error)
@@ -624,6 +684,7 @@ int s2e_snap_extents_decode(const uint8_t *buf, S2ESnapHeader *h,
         e->offset = s2e_snap_get_le64(p + 16);
         e->crc = s2e_snap_get_le32(p + 24);
         e->flags = s2e_snap_get_le32(p + 28);
+        e->first_csum = 0;
         ret = check_extent(e, i, prev_end, h, path, error);
         if (ret < 0) {
             return ret;
@@ -640,7 +701,7 @@ int s2e_snap_extents_decode(const uint8_t *buf, S2ESnapHeader *h,
                        G_GUINT64_FORMAT, total, h->info.dirty_sectors);
     }
     h->info.zero_sectors = zero;
-    return 0;
+    return number_block_csums(h, extents, path, error);
 }
 
 /* ---- Regions ------------------------------------------------------------ */
@@ -649,6 +710,7 @@ typedef enum RegionKind {
     REGION_HEADER,
     REGION_CHUNK_INDEX,
     REGION_EXTENT_INDEX,
+    REGION_BLOCK_CSUMS,
     REGION_CHUNK,
     REGION_EXTENT,
 } RegionKind;
@@ -674,6 +736,7 @@ static char *region_describe(const Region *r)
         [REGION_HEADER] = "the header page",
         [REGION_CHUNK_INDEX] = "the VM state chunk index",
         [REGION_EXTENT_INDEX] = "the dirty sector index",
+        [REGION_BLOCK_CSUMS] = "the block checksum table",
         [REGION_CHUNK] = "VM state chunk",
         [REGION_EXTENT] = "data of dirty extent",
     };
@@ -715,7 +778,7 @@ int s2e_snap_check_regions(const S2ESnapHeader *h, const S2ESnapChunk *chunks,
                            const S2ESnapExtent *extents, const char *path,
                            GError **error)
 {
-    size_t max = (size_t)h->chunk_count + (size_t)h->extent_count + 3;
+    size_t max = (size_t)h->chunk_count + (size_t)h->extent_count + 4;
     Region *r = g_try_new(Region, max);
     size_t n = 0;
     int ret = 0;
@@ -730,6 +793,8 @@ int s2e_snap_check_regions(const S2ESnapHeader *h, const S2ESnapChunk *chunks,
                h->chunk_count * S2E_SNAP_CHUNK_ENTRY_SIZE);
     region_add(r, &n, REGION_EXTENT_INDEX, 0, h->extent_index_offset,
                h->extent_count * S2E_SNAP_EXTENT_ENTRY_SIZE);
+    region_add(r, &n, REGION_BLOCK_CSUMS, 0, h->block_csum_offset,
+               h->block_csum_count * S2E_SNAP_BLOCK_CSUM_SIZE);
     for (uint64_t i = 0; i < h->chunk_count; i++) {
         region_add(r, &n, REGION_CHUNK, i, chunks[i].offset,
                    chunks[i].stored_len);

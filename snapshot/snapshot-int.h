@@ -7,7 +7,9 @@
  *   snapshot-error.c     error domain, errno mapping, message helpers
  *   snapshot-format.c    the codec: bytes <-> structs, pure functions,
  *                        every validation rule of docs/snapshot-format.md
- *   snapshot-io.c        pread/pwrite/fsync loops with the fault hook
+ *   snapshot-io.c        pread/pwrite/fsync loops with the fault hook,
+ *                        opening regular files only
+ *   snapshot-checksum.c  the data checksum (XXH3) of version 2 files
  *   snapshot-identity.c  base image identity: stat, compare, timestamps
  *   snapshot-writer.c    streaming writer: temp file -> fsync -> rename
  *   snapshot-reader.c    validated open, lazy sector and VM state reads
@@ -26,16 +28,31 @@
 #include <stdarg.h>
 #include <sys/types.h>
 
-/* ---- On-disk constants (format version 1) ------------------------------- */
+/* ---- On-disk constants --------------------------------------------------- */
 
 #define S2E_SNAP_MAGIC "\x89S2ESNAP"
 #define S2E_SNAP_MAGIC_LEN 8
-#define S2E_SNAP_VERSION 1
+/* Version 1: one zlib CRC-32 per run of sector data, checked only by a
+ * full verification.  Read, never written (except by tests). */
+#define S2E_SNAP_VERSION_1 1
+/* Version 2, written: a checksum per 4 KiB block of sector data, checked
+ * when the block is first read, and data checksums on VM state chunks. */
+#define S2E_SNAP_VERSION_2 2
+#define S2E_SNAP_VERSION S2E_SNAP_VERSION_2
 
 /* The header page: header, name and id, zero padding.  Data starts here. */
 #define S2E_SNAP_HEADER_AREA 4096u
 /* Length of the fixed part of a version 1 header. */
 #define S2E_SNAP_HEADER_V1_LEN 176u
+/* Version 2 adds the block checksum table's offset and entry count. */
+#define S2E_SNAP_HEADER_V2_LEN 192u
+
+/* Version 2 block checksums: a block is the part of a data extent inside
+ * one 4 KiB-aligned stretch of the disk (sectors 8k .. 8k+7), so a guest
+ * page is one block whatever the extent's bounds.  Each has a 4-byte
+ * checksum in the table, extents in index order, blocks in disk order. */
+#define S2E_SNAP_BLOCK_SECTORS 8u
+#define S2E_SNAP_BLOCK_CSUM_SIZE 4u
 
 /* Incompatible feature bit 0: the extent index holds zero extents (entry
  * flag S2E_SNAP_EXTENT_ZERO).  Set by the writer exactly when it wrote one;
@@ -97,7 +114,7 @@
 
 typedef struct S2ESnapHeader {
     uint32_t version;
-    uint32_t header_length;       /* fixed part, >= S2E_SNAP_HEADER_V1_LEN */
+    uint32_t header_length;       /* fixed part, >= the version's length */
     uint64_t incompatible_features;
     uint64_t compatible_features;
     uint32_t header_crc;
@@ -111,6 +128,8 @@ typedef struct S2ESnapHeader {
     uint64_t extent_count;
     uint64_t extent_index_offset;
     uint32_t extent_index_crc;
+    uint64_t block_csum_offset;   /* version 2: the block checksum table */
+    uint64_t block_csum_count;    /* version 2: its entries */
 } S2ESnapHeader;
 
 typedef struct S2ESnapChunk {
@@ -124,8 +143,11 @@ typedef struct S2ESnapExtent {
     uint64_t sector;
     uint64_t count;
     uint64_t offset;          /* 0 for a zero extent */
-    uint32_t crc;             /* 0 for a zero extent */
+    uint32_t crc;             /* version 1 data extent: CRC-32 of its data;
+                                 else 0 */
     uint32_t flags;           /* S2E_SNAP_EXTENT_* */
+    uint64_t first_csum;      /* not on disk: version 2 data extent: index
+                                 of its first block checksum */
 } S2ESnapExtent;
 
 /* ---- Little-endian codec (snapshot-format.c) ---------------------------- */
@@ -137,8 +159,34 @@ void s2e_snap_put_le16(uint8_t *p, uint16_t v);
 void s2e_snap_put_le32(uint8_t *p, uint32_t v);
 void s2e_snap_put_le64(uint8_t *p, uint64_t v);
 
-/* crc32 (zlib) over any length. */
+/* crc32 (zlib) over any length: header and indexes, and in version 1
+ * files VM state chunks and runs of sector data. */
 uint32_t s2e_snap_crc32(uint32_t crc, const void *buf, size_t len);
+
+/* ---- Data checksum (snapshot-checksum.c) -------------------------------- */
+
+/* The checksum of version 2 blocks and VM state chunks: the low 32 bits
+ * of XXH3-64 (seed 0).  Chosen by measurement (bench/bench-checksum.c):
+ * the fastest of zlib crc32, CRC-32C (SSE4.2) and XXH3 here, and
+ * portable. */
+uint32_t s2e_snap_data_csum(const void *buf, size_t len);
+
+/* The same over pieces: reset, update any number of times, digest.
+ * new() returns NULL when out of memory. */
+typedef struct S2ESnapCsumStream S2ESnapCsumStream;
+S2ESnapCsumStream *s2e_snap_csum_stream_new(void);
+void s2e_snap_csum_stream_free(S2ESnapCsumStream *st);
+void s2e_snap_csum_stream_reset(S2ESnapCsumStream *st);
+void s2e_snap_csum_stream_update(S2ESnapCsumStream *st, const void *buf,
+                                 size_t len);
+uint32_t s2e_snap_csum_stream_digest(const S2ESnapCsumStream *st);
+
+/* The checksum a chunk or version 1 run records: @version's algorithm. */
+uint32_t s2e_snap_chunk_csum(uint32_t version, const void *buf, size_t len);
+
+/* Blocks of a data extent: the first block index (sector / 8) and how
+ * many 4 KiB-aligned stretches of the disk its sectors touch. */
+uint64_t s2e_snap_extent_blocks(uint64_t sector, uint64_t count);
 
 /* Total bytes of the header: fixed part + name + id. */
 size_t s2e_snap_header_total_len(const S2ESnapHeader *h);
@@ -266,6 +314,12 @@ S2ESnapshotWriter *s2e_snapshot_writer_new_io(const char *dir,
 S2ESnapshot *s2e_snapshot_open_io(const char *path, const char *image_label,
                                   const S2EBaseIdentity *base,
                                   const S2ESnapIO *io, GError **error);
+
+/* Write @w in format @version (1 or 2; default S2E_SNAP_VERSION), before
+ * any VM state or sectors (for tests: version 1 files must stay
+ * readable). */
+int s2e_snapshot_writer_set_version(S2ESnapshotWriter *w, uint32_t version,
+                                    GError **error);
 
 /* The decoded extent index of an open snapshot (for tests). */
 const S2ESnapExtent *s2e_snapshot_extents(const S2ESnapshot *snap,

@@ -8,9 +8,11 @@
  *           -> chunk index (crc, entries) -> extent index (crc, entries)
  *           -> regions disjoint -> base identity (when asked)
  *   sectors: binary search of the extent index -> pread of the data, or
- *            zeroes for a zero extent (nothing stored)
- *   VM state: chunk = pos / chunk_size -> pread -> crc -> inflate into a
- *             one-chunk cache -> copy; bytes past the end read as zeroes
+ *            zeroes for a zero extent (nothing stored) -> version 2: each
+ *            4 KiB block not verified yet is checked against its entry in
+ *            the block checksum table, then marked verified
+ *   VM state: chunk = pos / chunk_size -> pread -> checksum -> inflate into
+ *             a one-chunk cache -> copy; bytes past the end read as zeroes
  *
  * Sector data is stored uncompressed and placed so that guest pages are
  * file pages; reading it with pread through the page cache shares it
@@ -27,9 +29,20 @@
  * count matches the VM state size.  Later reads re-check what can still go wrong: the file may be
  * truncated or damaged under us (-> TRUNCATED, CHECKSUM, CORRUPT, IO).
  *
- * Limits: sector data has no checksum on the lazy read path (a per-extent
- * checksum is verified by s2e_snapshot_verify_all()); the VM state cache
- * makes the VM state functions single-threaded per snapshot.
+ * Block verification (version 2): the first read of any part of a block
+ * checks the whole block (reading the rest of it when the request covers
+ * only a part) and sets the block's bit in a bitmap of verified blocks;
+ * later reads of it skip the check.  The bitmap (1 bit per block, zeroed
+ * memory the kernel maps on first touch) is updated with atomic ORs, so
+ * reads from several threads need no lock.  A mismatch fails the read
+ * (CHECKSUM, -EIO) and the caller's buffer must not be used.  Verifying
+ * once per handle trusts the page cache afterwards; it catches what was
+ * damaged on disk or in transit, which is what a lazy reader can afford
+ * (bench/bench-checksum.c measures the cost).
+ *
+ * Limits: version 1 files have one checksum per extent, verified only by
+ * s2e_snapshot_verify_all(): their sector data is read unverified.  The VM
+ * state cache makes the VM state functions single-threaded per snapshot.
  */
 #include "snapshot-int.h"
 
@@ -42,6 +55,9 @@
 
 #define NO_CHUNK UINT64_MAX
 #define VERIFY_STEP (1024u * 1024)
+#define BLOCK_BYTES (S2E_SNAP_BLOCK_SECTORS * S2E_SNAP_SECTOR_SIZE)
+/* Block checksums fetched per pread of the table. */
+#define CSUM_WINDOW 256u
 
 struct S2ESnapshot {
     S2ESnapIO io;
@@ -52,6 +68,7 @@ struct S2ESnapshot {
     S2ESnapExtent *extents;
     uint64_t vm_state_stored;
     uint64_t zero_extents;
+    uint32_t *verified;       /* version 2: a bit per block checksum */
 
     uint64_t cached;          /* chunk in cache, or NO_CHUNK */
     uint8_t *cache;           /* chunk_size bytes, allocated at first use */
@@ -213,6 +230,24 @@ static int load_extents(S2ESnapshot *snap, GError **error)
     return ret;
 }
 
+/* Version 2: the bitmap of verified blocks, all clear.  Its size is bounded
+ * by the table, which the header checks bounded by the file size. */
+static int alloc_verified(S2ESnapshot *snap, GError **error)
+{
+    uint64_t words = snap->h.block_csum_count / 32 + 1;
+
+    if (snap->h.version < S2E_SNAP_VERSION_2) {
+        return 0;
+    }
+    snap->verified = g_try_new0(uint32_t, words);
+    if (!snap->verified) {
+        return s2e_snap_error(error, S2E_SNAPSHOT_ERROR_LIMIT,
+                              "Not enough memory for the block checksums of "
+                              "snapshot file '%s'", snap->path);
+    }
+    return 0;
+}
+
 static int snapshot_load(S2ESnapshot *snap, const char *image_label,
                          const S2EBaseIdentity *base, GError **error)
 {
@@ -224,7 +259,8 @@ static int snapshot_load(S2ESnapshot *snap, const char *image_label,
         (ret = load_chunks(snap, error)) < 0 ||
         (ret = load_extents(snap, error)) < 0 ||
         (ret = s2e_snap_check_regions(&snap->h, snap->chunks, snap->extents,
-                                      snap->path, error)) < 0) {
+                                      snap->path, error)) < 0 ||
+        (ret = alloc_verified(snap, error)) < 0) {
         return ret;
     }
     if (base) {
@@ -277,6 +313,7 @@ void s2e_snapshot_close(S2ESnapshot *snap)
     g_free(snap->zbuf);
     g_free(snap->chunks);
     g_free(snap->extents);
+    g_free(snap->verified);
     g_free(snap->path);
     g_free(snap);
 }
@@ -312,6 +349,7 @@ void s2e_snapshot_get_layout(const S2ESnapshot *snap,
         .vm_state_stored = snap->vm_state_stored,
         .extent_count = snap->h.extent_count,
         .zero_extent_count = snap->zero_extents,
+        .block_checksums = snap->h.version >= S2E_SNAP_VERSION_2,
     };
 }
 
@@ -408,6 +446,149 @@ S2ESnapshotExtentKind s2e_snapshot_extent_kind(const S2ESnapshot *snap,
     return run_at(snap, sector, max_count, true, count);
 }
 
+/* ---- Block verification (version 2) ------------------------------------- */
+
+static bool block_verified(const S2ESnapshot *snap, uint64_t idx)
+{
+    return __atomic_load_n(&snap->verified[idx / 32], __ATOMIC_ACQUIRE) &
+           (1u << (idx % 32));
+}
+
+static void mark_verified(const S2ESnapshot *snap, uint64_t idx)
+{
+    __atomic_fetch_or(&snap->verified[idx / 32], 1u << (idx % 32),
+                      __ATOMIC_RELEASE);
+}
+
+/* Sectors [*lo, *hi) of block @b (sectors 8b .. 8b+7) that @e holds. */
+static void block_span(const S2ESnapExtent *e, uint64_t b, uint64_t *lo,
+                       uint64_t *hi)
+{
+    *lo = MAX(e->sector, b * S2E_SNAP_BLOCK_SECTORS);
+    *hi = MIN(e->sector + e->count, (b + 1) * S2E_SNAP_BLOCK_SECTORS);
+}
+
+/* @n checksums from entry @idx of the table. */
+static int load_csums(const S2ESnapshot *snap, uint64_t idx, uint32_t n,
+                      uint32_t *csums, GError **error)
+{
+    uint8_t raw[CSUM_WINDOW * S2E_SNAP_BLOCK_CSUM_SIZE];
+    int ret = read_at(snap, raw, (size_t)n * S2E_SNAP_BLOCK_CSUM_SIZE,
+                      snap->h.block_csum_offset +
+                      idx * S2E_SNAP_BLOCK_CSUM_SIZE,
+                      "block checksum table", error);
+
+    for (uint32_t i = 0; ret == 0 && i < n; i++) {
+        csums[i] = s2e_snap_get_le32(raw + i * S2E_SNAP_BLOCK_CSUM_SIZE);
+    }
+    return ret;
+}
+
+static int block_damaged(const S2ESnapshot *snap, const S2ESnapExtent *e,
+                         uint64_t lo, uint64_t hi, uint32_t got,
+                         uint32_t want, GError **error)
+{
+    return s2e_snap_error(error, S2E_SNAPSHOT_ERROR_CHECKSUM,
+                          "Snapshot file '%s' is damaged: data of sectors %"
+                          G_GUINT64_FORMAT "+%" G_GUINT64_FORMAT " (dirty "
+                          "extent %" G_GUINT64_FORMAT ", offset %"
+                          G_GUINT64_FORMAT ") has checksum 0x%08x, expected "
+                          "0x%08x", snap->path, lo, hi - lo,
+                          (uint64_t)(e - snap->extents),
+                          e->offset + (lo - e->sector) * S2E_SNAP_SECTOR_SIZE,
+                          got, want);
+}
+
+/*
+ * Check block @b of extent @e, part of whose data the caller read into @p
+ * (sectors [sector, sector + n)).  A block inside the request is checked
+ * where it lies; one the request covers only partly is read whole into a
+ * bounce buffer, checked, and its part copied to @p, so what the caller
+ * gets is what was checked.
+ */
+static int check_block(const S2ESnapshot *snap, const S2ESnapExtent *e,
+                       uint64_t b, uint32_t want, uint64_t sector,
+                       uint64_t n, uint8_t *p, GError **error)
+{
+    uint8_t bounce[BLOCK_BYTES];
+    const uint8_t *data = bounce;
+    uint64_t lo, hi, from, to;
+    uint32_t got;
+
+    block_span(e, b, &lo, &hi);
+    if (lo >= sector && hi <= sector + n) {
+        data = p + (lo - sector) * S2E_SNAP_SECTOR_SIZE;
+    } else {
+        int ret = read_at(snap, bounce, (hi - lo) * S2E_SNAP_SECTOR_SIZE,
+                          e->offset + (lo - e->sector) * S2E_SNAP_SECTOR_SIZE,
+                          "sector data", error);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    got = s2e_snap_data_csum(data, (hi - lo) * S2E_SNAP_SECTOR_SIZE);
+    if (got != want) {
+        return block_damaged(snap, e, lo, hi, got, want, error);
+    }
+    if (data == bounce) {
+        from = MAX(lo, sector);
+        to = MIN(hi, sector + n);
+        memcpy(p + (from - sector) * S2E_SNAP_SECTOR_SIZE,
+               bounce + (from - lo) * S2E_SNAP_SECTOR_SIZE,
+               (to - from) * S2E_SNAP_SECTOR_SIZE);
+    }
+    return 0;
+}
+
+/* Verify the blocks of @e that sectors [sector, sector + n), read into @p,
+ * touch: those not verified yet, or all when @again. */
+static int verify_read(const S2ESnapshot *snap, const S2ESnapExtent *e,
+                       uint64_t sector, uint64_t n, uint8_t *p, bool again,
+                       GError **error)
+{
+    uint64_t first = sector / S2E_SNAP_BLOCK_SECTORS;
+    uint64_t last = (sector + n - 1) / S2E_SNAP_BLOCK_SECTORS;
+    uint64_t base = e->first_csum - e->sector / S2E_SNAP_BLOCK_SECTORS;
+    uint32_t want[CSUM_WINDOW];
+    uint64_t win = 0, win_n = 0;    /* blocks whose checksums are in want */
+
+    for (uint64_t b = first; b <= last; b++) {
+        uint64_t idx = base + b;
+        int ret = 0;
+
+        if (!again && block_verified(snap, idx)) {
+            continue;
+        }
+        if (b >= win + win_n) {
+            win = b;
+            win_n = MIN(CSUM_WINDOW, last - b + 1);
+            ret = load_csums(snap, idx, (uint32_t)win_n, want, error);
+        }
+        if (ret == 0) {
+            ret = check_block(snap, e, b, want[b - win], sector, n, p, error);
+        }
+        if (ret < 0) {
+            return ret;
+        }
+        mark_verified(snap, idx);
+    }
+    return 0;
+}
+
+/* Sectors [sector, sector + n) of data extent @e into @p, checked. */
+static int read_data(const S2ESnapshot *snap, const S2ESnapExtent *e,
+                     uint64_t sector, uint64_t n, uint8_t *p, GError **error)
+{
+    int ret = read_at(snap, p, (size_t)n * S2E_SNAP_SECTOR_SIZE,
+                      e->offset + (sector - e->sector) * S2E_SNAP_SECTOR_SIZE,
+                      "sector data", error);
+
+    if (ret < 0 || snap->h.version < S2E_SNAP_VERSION_2) {
+        return ret;
+    }
+    return verify_read(snap, e, sector, n, p, false, error);
+}
+
 static int not_stored(const S2ESnapshot *snap, uint64_t sector,
                       GError **error)
 {
@@ -447,10 +628,7 @@ int s2e_snapshot_read_sectors(const S2ESnapshot *snap, uint64_t sector,
         if (e->flags & S2E_SNAP_EXTENT_ZERO) {
             memset(p, 0, (size_t)n * S2E_SNAP_SECTOR_SIZE);
         } else {
-            ret = read_at(snap, p, (size_t)n * S2E_SNAP_SECTOR_SIZE,
-                          e->offset +
-                          (sector - e->sector) * S2E_SNAP_SECTOR_SIZE,
-                          "sector data", error);
+            ret = read_data(snap, e, sector, n, p, error);
             if (ret < 0) {
                 return ret;
             }
@@ -530,7 +708,7 @@ static int load_chunk(S2ESnapshot *snap, uint64_t i, GError **error)
     if (ret < 0) {
         return ret;
     }
-    crc = s2e_snap_crc32(0, dst, c->stored_len);
+    crc = s2e_snap_chunk_csum(snap->h.version, dst, c->stored_len);
     if (crc != c->crc) {
         return s2e_snap_error(error, S2E_SNAPSHOT_ERROR_CHECKSUM,
                               "Snapshot file '%s' is damaged: VM state chunk "
@@ -574,17 +752,26 @@ int s2e_snapshot_read_vmstate(S2ESnapshot *snap, uint64_t pos, void *buf,
 
 /* ---- Verification ------------------------------------------------------- */
 
-static int verify_extent(const S2ESnapshot *snap, uint64_t i, uint8_t *buf,
-                         GError **error)
+int s2e_snapshot_verify_vmstate(S2ESnapshot *snap, GError **error)
+{
+    int ret = 0;
+
+    for (uint64_t i = 0; i < snap->h.chunk_count && ret == 0; i++) {
+        snap->cached = NO_CHUNK;
+        ret = load_chunk(snap, i, error);
+    }
+    return ret;
+}
+
+/* Version 1: the extent's CRC-32 over all its data. */
+static int verify_extent_crc(const S2ESnapshot *snap, uint64_t i,
+                             uint8_t *buf, GError **error)
 {
     const S2ESnapExtent *e = &snap->extents[i];
     uint64_t left = e->count * S2E_SNAP_SECTOR_SIZE;
     uint64_t off = e->offset;
     uint32_t crc = 0;
 
-    if (e->flags & S2E_SNAP_EXTENT_ZERO) {
-        return 0;               /* nothing stored, nothing to check */
-    }
     while (left > 0) {
         size_t n = (size_t)MIN(left, (uint64_t)VERIFY_STEP);
         int ret = read_at(snap, buf, n, off, "sector data", error);
@@ -608,21 +795,48 @@ static int verify_extent(const S2ESnapshot *snap, uint64_t i, uint8_t *buf,
     return 0;
 }
 
+/* Version 2: every block of the extent, in steps ending on block
+ * boundaries so that no block needs a second read. */
+static int verify_extent_blocks(const S2ESnapshot *snap, uint64_t i,
+                                uint8_t *buf, GError **error)
+{
+    const S2ESnapExtent *e = &snap->extents[i];
+    uint64_t end = e->sector + e->count;
+    uint64_t step = VERIFY_STEP / S2E_SNAP_SECTOR_SIZE;
+
+    for (uint64_t s = e->sector; s < end;) {
+        uint64_t next = MIN(end, s - s % S2E_SNAP_BLOCK_SECTORS + step);
+        int ret = read_at(snap, buf, (next - s) * S2E_SNAP_SECTOR_SIZE,
+                          e->offset + (s - e->sector) * S2E_SNAP_SECTOR_SIZE,
+                          "sector data", error);
+
+        if (ret == 0) {
+            ret = verify_read(snap, e, s, next - s, buf, true, error);
+        }
+        if (ret < 0) {
+            return ret;
+        }
+        s = next;
+    }
+    return 0;
+}
+
 int s2e_snapshot_verify_all(S2ESnapshot *snap, GError **error)
 {
     uint8_t *buf;
-    int ret = 0;
+    int ret = s2e_snapshot_verify_vmstate(snap, error);
 
-    for (uint64_t i = 0; i < snap->h.chunk_count && ret == 0; i++) {
-        snap->cached = NO_CHUNK;
-        ret = load_chunk(snap, i, error);
-    }
     if (ret < 0 || snap->h.extent_count == 0) {
         return ret;
     }
     buf = g_malloc(VERIFY_STEP);
     for (uint64_t i = 0; i < snap->h.extent_count && ret == 0; i++) {
-        ret = verify_extent(snap, i, buf, error);
+        if (snap->extents[i].flags & S2E_SNAP_EXTENT_ZERO) {
+            continue;           /* nothing stored, nothing to check */
+        }
+        ret = snap->h.version < S2E_SNAP_VERSION_2
+              ? verify_extent_crc(snap, i, buf, error)
+              : verify_extent_blocks(snap, i, buf, error);
     }
     g_free(buf);
     return ret;

@@ -15,17 +15,19 @@
  *                         deflated and appended (raw when it does not shrink)
  *   add_sectors() ...     appended at an offset congruent to sector * 512
  *                         modulo 4 KiB; runs that continue the previous one
- *                         extend its extent
+ *                         extend its extent; each 4 KiB block of the disk
+ *                         they fill gets its checksum (one still open at
+ *                         the end of a call is finished by the next)
  *   add_zero_sectors() .. an index entry only (flag ZERO, no data): O(1)
  *                         whatever the count; a zero run that continues
  *                         the previous zero extent extends it
- *   commit(final_path)    last chunk, chunk index, extent index, header page
- *                         at offset 0, fsync, close, renameat over
- *                         final_path, fsync dir
+ *   commit(final_path)    last chunk, chunk index, extent index, block
+ *                         checksum table, header page at offset 0, fsync,
+ *                         close, renameat over final_path, fsync dir
  *
- *   file: [header page][chunk|sectors|chunk|...][chunk index][extent index]
- *          0          4096                                            EOF
- *
+ *   file: [header page][chunk|sectors|...][chunk idx][extent idx][csums]
+ *          0          4096                                          EOF
+ * *
  * The header is written last: until the rename the file is only a
  * temporary, and nothing ever reads a file without a valid header.  A crash
  * at any point leaves the old snapshot (or none) plus possibly a hidden
@@ -33,11 +35,12 @@
  * creator is gone), never a torn snapshot.
  *
  * Memory is bounded by one chunk (buffer + deflate output + zlib state) plus
- * the two index arrays (24 bytes per MiB of VM state, 32 bytes per run of
- * dirty or zero sectors); the indexes are written through a small bounce
- * buffer.  The header's incompatible feature ZERO_EXTENTS is set exactly
- * when a zero extent was added, so files without one stay readable by
- * readers that predate zero extents.
+ * the index arrays (24 bytes per MiB of VM state, 32 bytes per run of
+ * dirty or zero sectors, 4 bytes per 4 KiB block of sector data); the
+ * indexes are written through a small bounce buffer.  The header's
+ * incompatible feature ZERO_EXTENTS is set exactly when a zero extent was
+ * added, so files without one stay readable by readers that predate zero
+ * extents.
  *
  * Failure handling: any I/O error kills the writer at once: the temporary
  * file is closed and unlinked, the error (naming the file) is kept and
@@ -58,6 +61,7 @@
 
 #define TEMP_TRIES 100
 #define INDEX_BOUNCE 65536u
+#define NO_BLOCK UINT64_MAX
 
 struct S2ESnapshotWriter {
     S2ESnapIO io;
@@ -87,6 +91,11 @@ struct S2ESnapshotWriter {
     uint64_t next_sector;   /* first sector the next run may start at */
     uint64_t dirty_sectors; /* data and zero */
     uint64_t zero_sectors;
+
+    uint32_t version;       /* S2E_SNAP_VERSION; 1 only for tests */
+    GArray *block_csums;    /* uint32_t, version 2 */
+    S2ESnapCsumStream *csum;
+    uint64_t open_block;    /* block being summed in csum, or NO_BLOCK */
 };
 
 const char *s2e_snapshot_writer_temp_path(const S2ESnapshotWriter *w)
@@ -121,6 +130,8 @@ static void writer_free(S2ESnapshotWriter *w)
     g_free(w->zbuf);
     g_array_free(w->chunks, TRUE);
     g_array_free(w->extents, TRUE);
+    g_array_free(w->block_csums, TRUE);
+    s2e_snap_csum_stream_free(w->csum);
     g_clear_error(&w->failure);
     g_free(w->temp_path);
     g_free(w->dir);
@@ -287,7 +298,17 @@ S2ESnapshotWriter *s2e_snapshot_writer_new_io(const char *dir,
     w->pos = S2E_SNAP_HEADER_AREA;
     w->chunks = g_array_new(FALSE, FALSE, sizeof(S2ESnapChunk));
     w->extents = g_array_new(FALSE, FALSE, sizeof(S2ESnapExtent));
+    w->version = S2E_SNAP_VERSION;
+    w->block_csums = g_array_new(FALSE, FALSE, sizeof(uint32_t));
+    w->csum = s2e_snap_csum_stream_new();
+    w->open_block = NO_BLOCK;
 
+    if (!w->csum) {
+        s2e_snap_error(error, S2E_SNAPSHOT_ERROR_LIMIT, "Not enough memory "
+                       "for a snapshot writer");
+        writer_free(w);
+        return NULL;
+    }
     if (open_dir(w, error) < 0) {
         writer_free(w);
         return NULL;
@@ -358,6 +379,24 @@ int s2e_snapshot_writer_set_chunk_size(S2ESnapshotWriter *w,
     return 0;
 }
 
+int s2e_snapshot_writer_set_version(S2ESnapshotWriter *w, uint32_t version,
+                                    GError **error)
+{
+    int ret = check_not_started(w, "format version", error);
+
+    if (ret == 0 && (w->extents->len > 0 ||
+                     (version != S2E_SNAP_VERSION_1 &&
+                      version != S2E_SNAP_VERSION_2))) {
+        ret = s2e_snap_error(error, S2E_SNAPSHOT_ERROR_INVALID,
+                             "Cannot write snapshot '%s' in format version "
+                             "%u", w->temp_path, version);
+    }
+    if (ret == 0) {
+        w->version = version;
+    }
+    return ret;
+}
+
 /* ---- VM state ----------------------------------------------------------- */
 
 static int start_compression(S2ESnapshotWriter *w, GError **error)
@@ -417,7 +456,7 @@ static int flush_chunk(S2ESnapshotWriter *w, GError **error)
         return 0;
     }
     data = compress_chunk(w, &c);
-    c.crc = s2e_snap_crc32(0, data, c.stored_len);
+    c.crc = s2e_snap_chunk_csum(w->version, data, c.stored_len);
     ret = s2e_snap_pwrite_full(&w->io, S2E_SNAP_IO_WRITE_VMSTATE, w->fd, data,
                                c.stored_len, c.offset);
     if (ret < 0) {
@@ -528,6 +567,52 @@ static S2ESnapExtent *last_extent(S2ESnapshotWriter *w)
     return &g_array_index(w->extents, S2ESnapExtent, w->extents->len - 1);
 }
 
+/* ---- Block checksums (version 2) ---------------------------------------- */
+
+static void push_block_csum(S2ESnapshotWriter *w, uint32_t csum)
+{
+    g_array_append_val(w->block_csums, csum);
+}
+
+/* The last data extent ended inside a block: that block is complete. */
+static void close_open_block(S2ESnapshotWriter *w)
+{
+    if (w->open_block != NO_BLOCK) {
+        push_block_csum(w, s2e_snap_csum_stream_digest(w->csum));
+        w->open_block = NO_BLOCK;
+    }
+}
+
+/* Checksum @count sectors of @data at @sector, which continue the last
+ * data extent: whole blocks at once, pieces of one through the stream
+ * until the block (or the extent) ends. */
+static void sum_sectors(S2ESnapshotWriter *w, uint64_t sector,
+                        uint64_t count, const uint8_t *data)
+{
+    while (count > 0) {
+        uint64_t block = sector / S2E_SNAP_BLOCK_SECTORS;
+        uint64_t block_end = (block + 1) * S2E_SNAP_BLOCK_SECTORS;
+        uint64_t n = MIN(count, block_end - sector);
+        size_t len = (size_t)n * S2E_SNAP_SECTOR_SIZE;
+
+        if (n == S2E_SNAP_BLOCK_SECTORS) {
+            push_block_csum(w, s2e_snap_data_csum(data, len));
+        } else {
+            if (w->open_block != block) {
+                s2e_snap_csum_stream_reset(w->csum);
+                w->open_block = block;
+            }
+            s2e_snap_csum_stream_update(w->csum, data, len);
+            if (sector + n == block_end) {
+                close_open_block(w);
+            }
+        }
+        data += len;
+        sector += n;
+        count -= n;
+    }
+}
+
 /* The extent these sectors go to: the last one when it is a data extent
  * they continue in the disk and in the file, else a new one. */
 static S2ESnapExtent *extent_for(S2ESnapshotWriter *w, uint64_t sector)
@@ -540,6 +625,7 @@ static S2ESnapExtent *extent_for(S2ESnapshotWriter *w, uint64_t sector)
         last->offset + last->count * S2E_SNAP_SECTOR_SIZE == w->pos) {
         return last;
     }
+    close_open_block(w);
     e.offset = place_sectors(w->pos, sector);
     g_array_append_val(w->extents, e);
     return &g_array_index(w->extents, S2ESnapExtent, w->extents->len - 1);
@@ -570,7 +656,11 @@ int s2e_snapshot_writer_add_sectors(S2ESnapshotWriter *w, uint64_t sector,
         return writer_fail(w, ret, error, "Cannot write disk sectors to "
                            "snapshot file '%s'", w->temp_path);
     }
-    e->crc = s2e_snap_crc32(e->count ? e->crc : 0, data, bytes);
+    if (w->version == S2E_SNAP_VERSION_1) {
+        e->crc = s2e_snap_crc32(e->count ? e->crc : 0, data, bytes);
+    } else {
+        sum_sectors(w, sector, count, data);
+    }
     e->count += count;
     w->pos = off + bytes;
     w->next_sector = sector + count;
@@ -592,6 +682,7 @@ int s2e_snapshot_writer_add_zero_sectors(S2ESnapshotWriter *w,
     if (ret < 0) {
         return ret;
     }
+    close_open_block(w);
     last = last_extent(w);
     if (last && (last->flags & S2E_SNAP_EXTENT_ZERO) &&
         last->sector + last->count == sector) {
@@ -619,6 +710,11 @@ static void encode_chunk(const void *entry, uint8_t *p)
 static void encode_extent(const void *entry, uint8_t *p)
 {
     s2e_snap_extent_encode(entry, p);
+}
+
+static void encode_csum(const void *entry, uint8_t *p)
+{
+    s2e_snap_put_le32(p, *(const uint32_t *)entry);
 }
 
 /* Write @arr's entries at w->pos through a bounce buffer; fill *crc. */
@@ -654,8 +750,9 @@ static int write_header(S2ESnapshotWriter *w, const S2ESnapshotInfo *info,
                         GError **error)
 {
     S2ESnapHeader h = {
-        .version = S2E_SNAP_VERSION,
-        .header_length = S2E_SNAP_HEADER_V1_LEN,
+        .version = w->version,
+        .header_length = w->version == S2E_SNAP_VERSION_1
+                         ? S2E_SNAP_HEADER_V1_LEN : S2E_SNAP_HEADER_V2_LEN,
         .base = w->base,
         .info = *info,
         .chunk_size = w->chunk_size,
@@ -683,6 +780,18 @@ static int write_header(S2ESnapshotWriter *w, const S2ESnapshotInfo *info,
                       encode_extent, &h.extent_index_crc, error);
     if (ret < 0) {
         return ret;
+    }
+    if (w->version >= S2E_SNAP_VERSION_2) {
+        uint32_t unused;
+
+        close_open_block(w);
+        h.block_csum_offset = w->pos;
+        h.block_csum_count = w->block_csums->len;
+        ret = write_index(w, w->block_csums, S2E_SNAP_BLOCK_CSUM_SIZE,
+                          encode_csum, &unused, error);
+        if (ret < 0) {
+            return ret;
+        }
     }
     h.file_size = w->pos;
 

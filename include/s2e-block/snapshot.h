@@ -229,6 +229,9 @@ typedef struct S2ESnapshotLayout {
     uint64_t vm_state_stored;     /* bytes of VM state in the file */
     uint64_t extent_count;        /* runs of dirty sectors, both kinds */
     uint64_t zero_extent_count;   /* of those, zero extents */
+    bool block_checksums;         /* sector data checksummed per 4 KiB
+                                     block and verified when read (version
+                                     2); false: read unverified (version 1) */
 } S2ESnapshotLayout;
 
 void s2e_snapshot_get_layout(const S2ESnapshot *snap,
@@ -259,9 +262,13 @@ S2ESnapshotExtentKind s2e_snapshot_extent_kind(const S2ESnapshot *snap,
 
 /* Read held sectors (every sector of the range must be held, as data or
  * zero extent, else -EINVAL and INVALID): data with pread, zero extents
- * as zeroes.  Sector data is not checksummed on this path
- * (s2e_snapshot_verify_all() checks it).  -errno and *error on
- * failure. */
+ * as zeroes.  In files with block checksums (format version 2, see
+ * S2ESnapshotLayout) every 4 KiB block of data is checked against its
+ * checksum the first time any of it is read through this handle: a
+ * mismatch fails the read with CHECKSUM (-EIO) and the contents of @buf
+ * are then undefined.  Version 1 data is read unverified (only
+ * s2e_snapshot_verify_all() checks it).  -errno and *error on failure;
+ * a file truncated under the reader gives TRUNCATED (-EIO). */
 int s2e_snapshot_read_sectors(const S2ESnapshot *snap, uint64_t sector,
                               uint64_t count, void *buf, GError **error);
 
@@ -270,9 +277,15 @@ int s2e_snapshot_read_sectors(const S2ESnapshot *snap, uint64_t sector,
 int s2e_snapshot_read_vmstate(S2ESnapshot *snap, uint64_t pos, void *buf,
                               size_t len, GError **error);
 
+/* Check every VM state chunk: its checksum, and that it decompresses.
+ * Reads the whole VM state in one-chunk steps (loadvm calls it before it
+ * changes anything, so a damaged VM state is refused while the disk view
+ * is still the old one).  Same thread rule as the VM state reads. */
+int s2e_snapshot_verify_vmstate(S2ESnapshot *snap, GError **error);
+
 /* Check everything: every chunk checksum and decompression, every
- * extent's data checksum.  Used by `s2e-snapshot verify`.  Reads the
- * whole file in bounded steps. */
+ * extent's (version 1) or block's (version 2) data checksum.  Used by
+ * `s2e-snapshot verify`.  Reads the whole file in bounded steps. */
 int s2e_snapshot_verify_all(S2ESnapshot *snap, GError **error);
 
 /* ---- Listing ------------------------------------------------------------ */

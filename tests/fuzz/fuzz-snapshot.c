@@ -10,7 +10,10 @@
  * the chunk boundaries and past the end, the base identity check, full
  * verification) and checks the API's promises; a
  * broken promise aborts, which libFuzzer reports.  A refused file must come
- * with an S2E_SNAPSHOT_ERROR naming the file.
+ * with an S2E_SNAPSHOT_ERROR naming the file.  Both format versions are
+ * covered: version 2's block checksum table is resealed like the other
+ * checksums, and once a file verifies, every stored sector must read, the
+ * same through a fresh handle whatever piece of a block is read first.
  *
  * Built two ways (tests/fuzz/meson.build): with clang and -fsanitize=fuzzer
  * as a libFuzzer binary, and with any compiler plus fuzz-main.c as a plain
@@ -134,7 +137,38 @@ static void read_vmstate(S2ESnapshot *snap, uint8_t *buf)
     }
 }
 
-static void exercise(S2ESnapshot *snap)
+/* After a successful full verification, every stored run reads, and a
+ * fresh handle (nothing verified yet) returns the same bytes when it reads
+ * the run's second half before its first (partial blocks first). */
+static void reads_after_verify(S2ESnapshot *snap, const char *path,
+                               uint8_t *buf)
+{
+    uint64_t n;
+    const S2ESnapExtent *e = s2e_snapshot_extents(snap, &n);
+    S2ESnapshot *fresh = s2e_snapshot_open(path, "img", NULL, NULL);
+    uint8_t *again = g_malloc(READ_MAX);
+
+    promise(fresh != NULL, "a verified file opens again");
+    for (uint64_t i = 0; i < n && i < 16; i++) {
+        uint64_t c = MIN(e[i].count, READ_MAX / 512);
+        uint64_t half = c / 2;
+
+        promise(s2e_snapshot_read_sectors(snap, e[i].sector, c, buf,
+                                          NULL) == 0,
+                "a verified run reads");
+        promise(s2e_snapshot_read_sectors(fresh, e[i].sector + half, c - half,
+                                          again + half * 512, NULL) == 0 &&
+                s2e_snapshot_read_sectors(fresh, e[i].sector, half, again,
+                                          NULL) == 0,
+                "a verified run reads in pieces");
+        promise(memcmp(buf, again, c * 512) == 0,
+                "pieces read the same bytes");
+    }
+    g_free(again);
+    s2e_snapshot_close(fresh);
+}
+
+static void exercise(S2ESnapshot *snap, const char *path)
 {
     S2EBaseIdentity other = { .size = 1, .has_mtime = true,
                               .mtime_sec = INT64_MIN, .mtime_nsec = 1 };
@@ -153,6 +187,8 @@ static void exercise(S2ESnapshot *snap)
     if (s2e_snapshot_verify_all(snap, &err) < 0) {
         promise(err != NULL, "verify sets an error");
         g_clear_error(&err);
+    } else {
+        reads_after_verify(snap, path, buf);
     }
     g_free(buf);
 }
@@ -169,7 +205,7 @@ static bool in_file(uint64_t off, uint64_t len, size_t size)
     return off <= size && len <= size - off;
 }
 
-static void reseal_chunks(uint8_t *f, size_t size)
+static void reseal_chunks(uint8_t *f, size_t size, uint32_t version)
 {
     uint64_t off = s2e_snap_get_le64(f + 136);
     uint64_t n = s2e_snap_get_le64(f + 128);
@@ -182,16 +218,50 @@ static void reseal_chunks(uint8_t *f, size_t size)
         uint64_t coff = s2e_snap_get_le64(e);
         uint32_t clen = s2e_snap_get_le32(e + 8);
         if (in_file(coff, clen, size)) {
-            s2e_snap_put_le32(e + 12, s2e_snap_crc32(0, f + coff, clen));
+            s2e_snap_put_le32(e + 12, s2e_snap_chunk_csum(version, f + coff,
+                                                          clen));
         }
     }
     s2e_snap_put_le32(f + 124, s2e_snap_crc32(0, f + off, n * 24));
 }
 
-static void reseal_extents(uint8_t *f, size_t size)
+/* Version 2: the table entries of a data extent's blocks, from entry
+ * *next on; returns false when the table ends. */
+static bool reseal_blocks(uint8_t *f, size_t size, const uint8_t *e,
+                          uint64_t *next)
+{
+    uint64_t table = s2e_snap_get_le64(f + 176);
+    uint64_t entries = s2e_snap_get_le64(f + 184);
+    uint64_t sector = s2e_snap_get_le64(e);
+    uint64_t end = sector + s2e_snap_get_le64(e + 8);
+    uint64_t doff = s2e_snap_get_le64(e + 16);
+
+    if (entries > size / 4 || !in_file(table, entries * 4, size) ||
+        end < sector || end - sector > size / 512) {
+        return false;
+    }
+    for (uint64_t lo = sector; lo < end; (*next)++) {
+        uint64_t hi = MIN(end, (lo / 8 + 1) * 8);
+        uint64_t at = doff + (lo - sector) * 512;
+
+        if (*next >= entries) {
+            return false;
+        }
+        if (in_file(at, (hi - lo) * 512, size)) {
+            s2e_snap_put_le32(f + table + *next * 4,
+                              s2e_snap_data_csum(f + at, (hi - lo) * 512));
+        }
+        lo = hi;
+    }
+    return true;
+}
+
+static void reseal_extents(uint8_t *f, size_t size, uint32_t version)
 {
     uint64_t off = s2e_snap_get_le64(f + 152);
     uint64_t n = s2e_snap_get_le64(f + 144);
+    uint64_t next_block = 0;
+    bool blocks = version == S2E_SNAP_VERSION_2;
 
     if (n > size / 32 || !in_file(off, n * 32, size)) {
         return;
@@ -203,7 +273,10 @@ static void reseal_extents(uint8_t *f, size_t size)
         if (s2e_snap_get_le32(e + 28) & S2E_SNAP_EXTENT_ZERO) {
             continue;   /* stores nothing: its crc must stay 0 */
         }
-        if (count <= size / 512 && in_file(doff, count * 512, size)) {
+        if (blocks) {
+            blocks = reseal_blocks(f, size, e, &next_block);
+        } else if (version == S2E_SNAP_VERSION_1 && count <= size / 512 &&
+                   in_file(doff, count * 512, size)) {
             s2e_snap_put_le32(e + 24, s2e_snap_crc32(0, f + doff,
                                                      count * 512));
         }
@@ -215,9 +288,10 @@ static void reseal(uint8_t *f, size_t size)
 {
     uint64_t total = (uint64_t)s2e_snap_get_le32(f + 12) +
                      s2e_snap_get_le32(f + 36) + s2e_snap_get_le32(f + 40);
+    uint32_t version = s2e_snap_get_le32(f + 8);
 
-    reseal_chunks(f, size);
-    reseal_extents(f, size);
+    reseal_chunks(f, size, version);
+    reseal_extents(f, size, version);
     if (total >= 36 && total <= S2E_SNAP_HEADER_AREA) {
         s2e_snap_put_le32(f + 32, 0);
         s2e_snap_put_le32(f + 32, s2e_snap_crc32(0, f, total));
@@ -239,7 +313,7 @@ static void run_one(const uint8_t *data, size_t size)
         return;
     }
     promise(!err, "success sets no error");
-    exercise(snap);
+    exercise(snap, path);
     s2e_snapshot_close(snap);
 }
 

@@ -6,10 +6,12 @@
  * A few small valid snapshot files made with the real writer (empty,
  * VM state only, sectors only with sector numbers above 2^32, mixed raw
  * and compressed chunks, data and zero extents with zero runs of 2^40
- * sectors on a 2^50-sector disk), then copies with one field changed and
- * every
- * checksum recomputed, so the fuzzer starts past the checksums and deep
- * in each validation step.  Deterministic: the same files every run.
+ * sectors on a 2^50-sector disk, runs with partial 4 KiB blocks), in
+ * format version 2 and, named v1-*, version 1; then copies with one field
+ * changed and every index and header checksum recomputed, so the fuzzer
+ * starts past the checksums and deep in each validation step, and copies
+ * with a damaged block, table entry or version 1 run.  Deterministic: the
+ * same files every run.
  */
 #include "../../snapshot/snapshot-int.h"
 
@@ -23,6 +25,7 @@ typedef struct Seed {
     bool random_vm;
     uint64_t disk_sectors;
     uint64_t sectors[4][3];     /* sector, count, 1 for a zero run */
+    uint32_t version;           /* 0: the writer's (2), or 1 */
 } Seed;
 
 static const Seed seeds[] = {
@@ -37,6 +40,16 @@ static const Seed seeds[] = {
         { UINT64_C(1) << 41, 9, 0 },
         { (UINT64_C(1) << 41) + 9, (UINT64_C(1) << 50) -
                                    (UINT64_C(1) << 41) - 9, 1 } } },
+    /* Version 2 block checksums: partial blocks at both ends of a run. */
+    { "valid-blocks", 100, false, 64,
+      { { 3, 2 }, { 5, 9 }, { 14, 5 }, { 40, 9 } } },
+    /* Version 1 files stay readable: one CRC per run, no table. */
+    { "v1-valid-sectors", 0, false, UINT64_C(1) << 36,
+      { { 3, 2 }, { 8, 8 }, { UINT64_C(1) << 33, 1 }, { 0 } }, 1 },
+    { "v1-valid-mixed", 4096 * 2 + 100, true, 4096,
+      { { 0, 1 }, { 1, 1 }, { 100, 9 }, { 0 } }, 1 },
+    { "v1-valid-zero", 5000, false, UINT64_C(1) << 50,
+      { { 0, 8, 0 }, { 8, UINT64_C(1) << 40, 1 }, { 0 } }, 1 },
 };
 
 static void die(const char *what, GError *err)
@@ -56,7 +69,12 @@ static void write_seed(const char *dir, const Seed *s)
     char *path = g_build_filename(dir, s->name, NULL);
     uint8_t buf[9 * 512];
 
-    if (!w || s2e_snapshot_writer_set_chunk_size(w, 4096, &err) < 0) {
+    /* Level 1: compressed chunks (and a raw one in valid-mixed), so the
+     * corpus reaches the inflate paths; the writer's default stores raw. */
+    if (!w || s2e_snapshot_writer_set_chunk_size(w, 4096, &err) < 0 ||
+        s2e_snapshot_writer_set_zlib_level(w, 1, &err) < 0 ||
+        (s->version &&
+         s2e_snapshot_writer_set_version(w, s->version, &err) < 0)) {
         die(s->name, err);
     }
     uint32_t rnd = 12345;
@@ -110,15 +128,17 @@ static void reseal(uint8_t *f)
 typedef struct Mutation {
     const char *name;
     const char *from;
-    int kind;           /* 0: le32 at off, 1: le64 at off, 2: truncate */
+    int kind;           /* 0: le32 at off, 1: le64 at off, 2: truncate,
+                           3: flip the bits of value in the byte at off */
     uint64_t off;       /* header offset, or from the index when >= 1000 */
     uint64_t value;
 } Mutation;
 
 /* Offsets >= 1000: 1000 + n is byte n of the chunk index, 2000 + n of the
- * extent index. */
+ * extent index, 3000 + n of the block checksum table, 4000 + n of the
+ * data of the first extent. */
 static const Mutation mutations[] = {
-    { "mut-version", "valid-vmstate", 0, 8, 2 },
+    { "mut-version", "valid-vmstate", 0, 8, 3 },
     { "mut-incompat", "valid-vmstate", 1, 16, 2 },
     { "mut-header-length", "valid-mixed", 0, 12, 184 },
     { "mut-chunk-size", "valid-vmstate", 0, 120, 8192 },
@@ -136,6 +156,12 @@ static const Mutation mutations[] = {
     { "mut-zero-count", "valid-zero", 1, 2000 + 96 + 8,
       UINT64_C(1) << 50 },
     { "mut-zero-truncated", "valid-zero", 2, 0, 4096 + 1000 },
+    { "mut-csum-count", "valid-blocks", 1, 184, 7 },
+    { "mut-csum-offset", "valid-blocks", 1, 176, 4096 },
+    { "mut-csum-entry", "valid-blocks", 3, 3000 + 9, 0x20 },
+    { "mut-block-data", "valid-blocks", 3, 4000 + 600, 0x01 },
+    { "mut-v1-as-v2", "v1-valid-sectors", 0, 8, 2 },
+    { "mut-v1-extent-data", "v1-valid-sectors", 3, 4000 + 5, 0x04 },
 };
 
 static void write_mutation(const char *dir, const Mutation *m)
@@ -151,12 +177,19 @@ static void write_mutation(const char *dir, const Mutation *m)
         die(from, NULL);
     }
     f = (uint8_t *)data;
-    if (off >= 2000) {
+    if (off >= 4000) {
+        off = s2e_snap_get_le64(f + s2e_snap_get_le64(f + 152) + 16) +
+              off - 4000;
+    } else if (off >= 3000) {
+        off = s2e_snap_get_le64(f + 176) + off - 3000;
+    } else if (off >= 2000) {
         off = s2e_snap_get_le64(f + 152) + off - 2000;
     } else if (off >= 1000) {
         off = s2e_snap_get_le64(f + 136) + off - 1000;
     }
-    if (m->kind == 2) {
+    if (m->kind == 3) {
+        f[off] ^= (uint8_t)m->value;
+    } else if (m->kind == 2) {
         len = m->value;
     } else if (m->kind == 1) {
         s2e_snap_put_le64(f + off, m->value);

@@ -129,6 +129,10 @@ bool tu_write_snapshot(const char *path, const TuSpec *spec,
 
     g_free(dir);
     CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+    if (spec->version) {
+        CU_ASSERT_EQUAL(s2e_snapshot_writer_set_version(w, spec->version,
+                                                        NULL), 0);
+    }
     if (spec->chunk_size) {
         CU_ASSERT_EQUAL(s2e_snapshot_writer_set_chunk_size(w, spec->chunk_size,
                                                            NULL), 0);
@@ -230,6 +234,15 @@ void tu_reseal_all(uint8_t *file)
     s2e_snap_put_le32(file + HDR_EXTENT_INDEX_CRC,
                       s2e_snap_crc32(0, file + eo, en * 32));
     tu_reseal_header(file);
+}
+
+void tu_reseal_block(uint8_t *file, uint64_t i, uint64_t data,
+                     uint64_t count)
+{
+    uint64_t table = s2e_snap_get_le64(file + HDR_BLOCK_CSUM_OFFSET);
+
+    s2e_snap_put_le32(file + table + i * 4,
+                      s2e_snap_data_csum(file + data, count * 512));
 }
 
 int tu_count_prefix(const char *path, const char *prefix)

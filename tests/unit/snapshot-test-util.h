@@ -45,6 +45,10 @@ enum {
     HDR_DIRTY_SECTORS = 160,
     HDR_EXTENT_INDEX_CRC = 168,
     HDR_FIXED_LEN = 176,
+    /* version 2 */
+    HDR_BLOCK_CSUM_OFFSET = 176,
+    HDR_BLOCK_CSUM_COUNT = 184,
+    HDR_V2_FIXED_LEN = 192,
 };
 
 /* Extent index entry field offsets. */
@@ -89,6 +93,7 @@ typedef struct TuSpec {
     size_t nruns;
     uint64_t seed;
     const char *name;         /* info name (default "test") */
+    uint32_t version;         /* format version; 0: the writer's default */
 } TuSpec;
 
 /* Write snapshot @spec to @path (a file in an existing directory) with
@@ -106,6 +111,11 @@ void tu_reseal_header(uint8_t *file);
 /* Recompute both index checksums (from the header's offsets) and the
  * header checksum. */
 void tu_reseal_all(uint8_t *file);
+/* Version 2: recompute the block checksum of the @i-th table entry, which
+ * covers sectors [sector, sector + count) of a data extent stored at file
+ * offset @data. */
+void tu_reseal_block(uint8_t *file, uint64_t i, uint64_t data,
+                     uint64_t count);
 
 /* Number of entries in @dir whose name starts with @prefix. */
 int tu_count_prefix(const char *dir, const char *prefix);

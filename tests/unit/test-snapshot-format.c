@@ -5,8 +5,10 @@
  * random offsets, and damage found only when the data is read.
  *
  * The reference file: 3 full VM state chunks of 4 KiB and a partial one,
- * three dirty extents; field offsets come from docs/snapshot-format.md.
- * A second reference adds zero extents (incompatible feature bit 0).
+ * three dirty extents, in format version 1 (which must stay readable);
+ * field offsets come from docs/snapshot-format.md.  A second reference
+ * adds zero extents (incompatible feature bit 0).  A third, in version 2,
+ * has a checksum per 4 KiB block of sector data: suite "v2".
  */
 #include "snapshot-test-util.h"
 
@@ -37,10 +39,43 @@ static const TuRun zref_runs[] = {
 };
 #define ZREF_ZERO (100 + 3000 + ZREF_DISK - 5000)
 #define ZREF_DIRTY (ZREF_ZERO + 8 + 3 + 16)
-static uint8_t *zref_bytes;
-static size_t zref_len;
+
+/* A reference file other than ref: written once, beside ref, with the same
+ * base identity. */
+typedef struct RefFile {
+    const char *file;
+    TuSpec spec;
+    uint8_t *bytes;
+    size_t len;
+} RefFile;
+
+static RefFile zref = {
+    "disk.zero",
+    { .vm_size = 4096 + 100, .chunk_size = 4096, .zlib_level = -1,
+      .disk_sectors = ZREF_DISK, .runs = zref_runs,
+      .nruns = G_N_ELEMENTS(zref_runs), .seed = 4321, .name = "zeroes",
+      .version = 1 },
+};
 
 static const TuRun ref_runs[] = { { 0, 8 }, { 100, 3 }, { 4000, 16 } };
+
+/* Runs with whole blocks, partial blocks at either end, and a block filled
+ * by two writer calls (200+4, then 204+6: one extent, the writer's
+ * checksum stream).  Blocks: 1 + 1 + 2 + 2 + 3 = 9. */
+static const TuRun ref2_runs[] = {
+    { 0, 8 }, { 100, 3 }, { 200, 4 }, { 204, 6 }, { 4000, 16 }, { 5003, 19 },
+};
+#define REF2_EXTENTS 5
+#define REF2_BLOCKS 9
+#define REF2_SEED 777
+
+/* The version 2 reference (suite "v2"). */
+static RefFile ref2 = {
+    "disk.two",
+    { .vm_size = 2 * 4096 + 10, .chunk_size = 4096, .zlib_level = 1,
+      .disk_sectors = 8192, .runs = ref2_runs,
+      .nruns = G_N_ELEMENTS(ref2_runs), .seed = REF2_SEED, .name = "two" },
+};
 
 static void ref_cleanup(void)
 {
@@ -52,8 +87,8 @@ static void ref_cleanup(void)
     g_free(ref.bad);
     g_free(ref.bytes);
     memset(&ref, 0, sizeof(ref));
-    g_free(zref_bytes);
-    zref_bytes = NULL;
+    g_clear_pointer(&zref.bytes, g_free);
+    g_clear_pointer(&ref2.bytes, g_free);
 }
 
 static void ref_build(void)
@@ -62,7 +97,7 @@ static void ref_build(void)
     TuSpec spec = { .vm_size = 3 * 4096 + 1000, .chunk_size = 4096,
                     .zlib_level = 1, .disk_sectors = 8192, .runs = ref_runs,
                     .nruns = G_N_ELEMENTS(ref_runs), .seed = 1234,
-                    .name = "ready" };
+                    .name = "ready", .version = 1 };
 
     if (ref.bytes) {
         return;
@@ -84,29 +119,30 @@ static uint8_t *ref_copy(size_t *len)
     return memcpy(g_malloc(ref.len), ref.bytes, ref.len);
 }
 
-static void zref_build(void)
+static void ref_file_build(RefFile *r)
 {
-    TuSpec spec = { .vm_size = 4096 + 100, .chunk_size = 4096,
-                    .zlib_level = -1, .disk_sectors = ZREF_DISK,
-                    .runs = zref_runs, .nruns = G_N_ELEMENTS(zref_runs),
-                    .seed = 4321, .name = "zeroes" };
     char *path;
 
     ref_build();
-    if (zref_bytes) {
+    if (r->bytes) {
         return;
     }
-    path = g_build_filename(ref.dir, "disk.zero", NULL);
-    CU_ASSERT_FATAL(tu_write_snapshot(path, &spec, &ref.id));
-    zref_bytes = tu_read_file(path, &zref_len);
+    path = g_build_filename(ref.dir, r->file, NULL);
+    CU_ASSERT_FATAL(tu_write_snapshot(path, &r->spec, &ref.id));
+    r->bytes = tu_read_file(path, &r->len);
     g_free(path);
+}
+
+static uint8_t *ref_file_copy(RefFile *r, size_t *len)
+{
+    ref_file_build(r);
+    *len = r->len;
+    return memcpy(g_malloc(r->len), r->bytes, r->len);
 }
 
 static uint8_t *zref_copy(size_t *len)
 {
-    zref_build();
-    *len = zref_len;
-    return memcpy(g_malloc(zref_len), zref_bytes, zref_len);
+    return ref_file_copy(&zref, len);
 }
 
 static uint64_t chunk_index(const uint8_t *b)
@@ -225,9 +261,11 @@ static void test_bad_version(void)
     size_t len;
     uint8_t *b = ref_copy(&len);
 
-    s2e_snap_put_le32(b + HDR_VERSION, 2);   /* no reseal: checked before */
-    expect(b, len, S2E_SNAPSHOT_ERROR_BAD_VERSION, "version 2");
+    s2e_snap_put_le32(b + HDR_VERSION, 3);   /* no reseal: checked before */
+    expect(b, len, S2E_SNAPSHOT_ERROR_BAD_VERSION, "version 3");
     expect_field32(HDR_VERSION, 0, S2E_SNAPSHOT_ERROR_BAD_VERSION, "0");
+    /* A version 1 header is too short for version 2. */
+    expect_field32(HDR_VERSION, 2, S2E_SNAPSHOT_ERROR_CORRUPT, "outside 192");
 }
 
 static void test_unknown_features(void)
@@ -545,7 +583,7 @@ static void test_zero_reference_is_valid(void)
         }
     }
     /* Only data is stored: 27 sectors (with page alignment) and VM state. */
-    CU_ASSERT(zref_len < 4096 + 4096 + 27 * 512 + 3 * 4096 + 6 * 32 + 48);
+    CU_ASSERT(zref.len < 4096 + 4096 + 27 * 512 + 3 * 4096 + 6 * 32 + 48);
     snap = open_bad(b, len);
     info = s2e_snapshot_get_info(snap);
     s2e_snapshot_get_layout(snap, &l);
@@ -661,7 +699,7 @@ static void test_zero_truncation(void)
 
     g_free(b);
     for (int i = 0; i < 6; i += 2) {
-        uint64_t off = s2e_snap_get_le64(zref_bytes + ei + i * 32 +
+        uint64_t off = s2e_snap_get_le64(zref.bytes + ei + i * 32 +
                                          EXT_OFFSET);
         uint64_t count = zref_runs[i].count;
         uint64_t at[] = { off, off + count * 512 - 1 };
@@ -670,14 +708,14 @@ static void test_zero_truncation(void)
             expect(b, at[k], S2E_SNAPSHOT_ERROR_TRUNCATED, NULL);
         }
     }
-    for (uint64_t at = ei; at < zref_len; at += 13) {
+    for (uint64_t at = ei; at < zref.len; at += 13) {
         b = zref_copy(&len);
         expect(b, at, S2E_SNAPSHOT_ERROR_TRUNCATED, NULL);
     }
     s2e_test_rng_init(&rng, s2e_test_seed() ^ 0x2e70);
     for (uint64_t i = 0; i < s2e_test_scale(100); i++) {
         b = zref_copy(&len);
-        expect(b, s2e_test_rng_below(&rng, zref_len),
+        expect(b, s2e_test_rng_below(&rng, zref.len),
                S2E_SNAPSHOT_ERROR_TRUNCATED, NULL);
     }
 }
@@ -926,6 +964,314 @@ static void test_order_base_last(void)
     tu_check_error(err, S2E_SNAPSHOT_ERROR_BASE_CHANGED, "base", NULL);
 }
 
+
+/* ---- Version 2: block checksums ------------------------------------------ */
+
+
+static uint8_t *ref2_copy(size_t *len)
+{
+    return ref_file_copy(&ref2, len);
+}
+
+static uint64_t csum_table(const uint8_t *b)
+{
+    return s2e_snap_get_le64(b + HDR_BLOCK_CSUM_OFFSET);
+}
+
+/* File offset of sector @sector of reference-2 extent @i. */
+static uint64_t ref2_data(const uint8_t *b, int i, uint64_t sector)
+{
+    const uint8_t *e = b + extent_index(b) + i * 32;
+
+    return s2e_snap_get_le64(e + EXT_OFFSET) +
+           (sector - s2e_snap_get_le64(e + EXT_SECTOR)) * 512;
+}
+
+/* Read sectors from @snap and compare with the pattern the writer got. */
+static void check_sectors(S2ESnapshot *snap, uint64_t sector, uint64_t count)
+{
+    uint8_t *got = g_malloc(count * 512);
+    uint8_t *want = g_malloc(count * 512);
+
+    tu_sectors_fill(want, sector, count, REF2_SEED);
+    CU_ASSERT_EQUAL(s2e_snapshot_read_sectors(snap, sector, count, got,
+                                              NULL), 0);
+    CU_ASSERT(memcmp(got, want, count * 512) == 0);
+    g_free(got);
+    g_free(want);
+}
+
+/* Expect a read of @count sectors at @sector to fail: the block checksum
+ * naming @block_sectors ("S+N"). */
+static void expect_read_damaged(S2ESnapshot *snap, uint64_t sector,
+                                uint64_t count, const char *block_sectors)
+{
+    uint8_t *buf = g_malloc(count * 512);
+    GError *err = NULL;
+
+    CU_ASSERT_EQUAL(s2e_snapshot_read_sectors(snap, sector, count, buf, &err),
+                    -EIO);
+    tu_check_error(err, S2E_SNAPSHOT_ERROR_CHECKSUM, ref.bad, block_sectors,
+                   "damaged", NULL);
+    g_free(buf);
+}
+
+static void test_v2_reference_is_valid(void)
+{
+    size_t len;
+    uint8_t *b = ref2_copy(&len);
+    uint64_t table = csum_table(b);
+    uint64_t k = 0;
+    S2ESnapshot *snap;
+    S2ESnapshotLayout l;
+
+    CU_ASSERT_EQUAL(s2e_snap_get_le32(b + HDR_VERSION), 2);
+    CU_ASSERT_EQUAL(s2e_snap_get_le32(b + HDR_HEADER_LENGTH), 192);
+    CU_ASSERT(memcmp(b + 192, "two7", 4) == 0);
+    CU_ASSERT_EQUAL(s2e_snap_get_le64(b + HDR_EXTENT_COUNT), REF2_EXTENTS);
+    CU_ASSERT_EQUAL(s2e_snap_get_le64(b + HDR_BLOCK_CSUM_COUNT), REF2_BLOCKS);
+    /* The table closes the file, after the extent index. */
+    CU_ASSERT_EQUAL(table, extent_index(b) + REF2_EXTENTS * 32);
+    CU_ASSERT_EQUAL(table + REF2_BLOCKS * 4, len);
+    /* Entry by entry: the checksum of the extent's part of each 4 KiB
+     * stretch of the disk, in disk order; data extents carry no CRC. */
+    for (int i = 0; i < REF2_EXTENTS; i++) {
+        const uint8_t *e = b + extent_index(b) + i * 32;
+        uint64_t first = s2e_snap_get_le64(e + EXT_SECTOR);
+        uint64_t end = first + s2e_snap_get_le64(e + EXT_COUNT);
+
+        CU_ASSERT_EQUAL(s2e_snap_get_le32(e + EXT_CRC), 0);
+        for (uint64_t lo = first; lo < end; k++) {
+            uint64_t hi = MIN(end, (lo / 8 + 1) * 8);
+
+            CU_ASSERT_EQUAL(s2e_snap_get_le32(b + table + k * 4),
+                            s2e_snap_data_csum(b + ref2_data(b, i, lo),
+                                               (hi - lo) * 512));
+            lo = hi;
+        }
+    }
+    CU_ASSERT_EQUAL(k, REF2_BLOCKS);
+    snap = open_bad(b, len);
+    s2e_snapshot_get_layout(snap, &l);
+    CU_ASSERT(l.block_checksums);
+    CU_ASSERT_EQUAL(l.version, 2);
+    CU_ASSERT_EQUAL(s2e_snapshot_verify_all(snap, NULL), 0);
+    for (size_t i = 0; i < G_N_ELEMENTS(ref2_runs); i++) {
+        check_sectors(snap, ref2_runs[i].sector, ref2_runs[i].count);
+    }
+    check_sectors(snap, 5005, 13);      /* partial blocks at both ends */
+    s2e_snapshot_close(snap);
+}
+
+/* Version 1 files still open, and say their data is not verified. */
+static void test_v1_is_unverified(void)
+{
+    size_t len;
+    uint8_t *b = ref_copy(&len);
+    S2ESnapshot *snap = open_bad(b, len);
+    S2ESnapshotLayout l;
+
+    s2e_snapshot_get_layout(snap, &l);
+    CU_ASSERT_EQUAL(l.version, 1);
+    CU_ASSERT_FALSE(l.block_checksums);
+    s2e_snapshot_close(snap);
+}
+
+static void test_v2_header(void)
+{
+    size_t len;
+    uint8_t *b = ref2_copy(&len);
+
+    s2e_snap_put_le32(b + HDR_HEADER_LENGTH, 184);
+    tu_reseal_header(b);
+    expect(b, len, S2E_SNAPSHOT_ERROR_CORRUPT, "outside 192");
+    /* A longer fixed part (a later compatible revision) is skipped. */
+    b = ref2_copy(&len);
+    memmove(b + 200, b + 192, 4);
+    memset(b + 192, 0xee, 8);
+    s2e_snap_put_le32(b + HDR_HEADER_LENGTH, 200);
+    tu_reseal_header(b);
+    expect_ok(b, len);
+}
+
+static void expect_ref2_field64(size_t off, uint64_t v, int code,
+                                const char *needle)
+{
+    size_t len;
+    uint8_t *b = ref2_copy(&len);
+
+    s2e_snap_put_le64(b + off, v);
+    tu_reseal_header(b);
+    expect(b, len, code, needle);
+}
+
+static void test_v2_table(void)
+{
+    ref_file_build(&ref2);
+    expect_ref2_field64(HDR_BLOCK_CSUM_OFFSET, 100,
+                        S2E_SNAPSHOT_ERROR_CORRUPT, "block checksum table");
+    expect_ref2_field64(HDR_BLOCK_CSUM_OFFSET, ref2.len - 1,
+                        S2E_SNAPSHOT_ERROR_CORRUPT, "outside");
+    expect_ref2_field64(HDR_BLOCK_CSUM_OFFSET, UINT64_MAX - 3,
+                        S2E_SNAPSHOT_ERROR_CORRUPT, "outside");
+    expect_ref2_field64(HDR_BLOCK_CSUM_COUNT, UINT64_C(1) << 62,
+                        S2E_SNAPSHOT_ERROR_CORRUPT, "more than the file");
+    /* One entry too few for the extents' blocks. */
+    expect_ref2_field64(HDR_BLOCK_CSUM_COUNT, REF2_BLOCKS - 1,
+                        S2E_SNAPSHOT_ERROR_CORRUPT, "has 8 entries");
+    /* The table over the extent index. */
+    expect_ref2_field64(HDR_BLOCK_CSUM_OFFSET, extent_index(ref2.bytes),
+                        S2E_SNAPSHOT_ERROR_CORRUPT, "overlaps");
+}
+
+/* A damaged block fails the first read that touches any part of it, and
+ * only reads touching it; verify finds it too. */
+static void test_v2_block_damaged(void)
+{
+    size_t len;
+    uint8_t *b = ref2_copy(&len);
+    S2ESnapshot *snap;
+    GError *err = NULL;
+
+    b[ref2_data(b, 4, 5010) + 77] ^= 0x10;      /* block 5008..5015 */
+    snap = open_bad(b, len);
+    check_sectors(snap, 5003, 5);
+    check_sectors(snap, 5016, 6);
+    expect_read_damaged(snap, 5012, 1, "sectors 5008+8");
+    expect_read_damaged(snap, 5003, 19, "sectors 5008+8");
+    CU_ASSERT_EQUAL(s2e_snapshot_verify_all(snap, &err), -EIO);
+    tu_check_error(err, S2E_SNAPSHOT_ERROR_CHECKSUM, "sectors 5008+8", NULL);
+    s2e_snapshot_close(snap);
+
+    /* A partial block at an extent's edge: damage outside the sectors
+     * asked for still fails the read. */
+    b = ref2_copy(&len);
+    b[ref2_data(b, 1, 102)] ^= 1;
+    snap = open_bad(b, len);
+    expect_read_damaged(snap, 100, 1, "sectors 100+3");
+    s2e_snapshot_close(snap);
+
+    /* The block filled by two writer calls. */
+    b = ref2_copy(&len);
+    b[ref2_data(b, 2, 207) + 511] ^= 0x80;
+    snap = open_bad(b, len);
+    check_sectors(snap, 208, 2);
+    expect_read_damaged(snap, 201, 2, "sectors 200+8");
+    s2e_snapshot_close(snap);
+}
+
+static void test_v2_table_damaged(void)
+{
+    size_t len;
+    uint8_t *b = ref2_copy(&len);
+    S2ESnapshot *snap;
+
+    b[csum_table(b) + 4 * 4 + 2] ^= 4;          /* extent 3's first block */
+    snap = open_bad(b, len);
+    check_sectors(snap, 4008, 8);
+    expect_read_damaged(snap, 4000, 16, "sectors 4000+8");
+    s2e_snapshot_close(snap);
+}
+
+/* A block read once is not checked again through that handle; a fresh
+ * handle checks it again. */
+static void test_v2_verified_once(void)
+{
+    size_t len;
+    uint8_t *b = ref2_copy(&len);
+    uint64_t at = ref2_data(b, 3, 4009);
+    S2ESnapshot *snap = open_bad(b, len);
+    S2ESnapshot *fresh;
+    uint8_t byte;
+    FILE *f;
+
+    check_sectors(snap, 4008, 8);
+    f = fopen(ref.bad, "r+b");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    CU_ASSERT_EQUAL(fseek(f, (long)at, SEEK_SET), 0);
+    CU_ASSERT_EQUAL(fread(&byte, 1, 1, f), 1);
+    byte ^= 1;
+    CU_ASSERT_EQUAL(fseek(f, (long)at, SEEK_SET), 0);
+    CU_ASSERT_EQUAL(fwrite(&byte, 1, 1, f), 1);
+    fclose(f);
+    fresh = s2e_snapshot_open(ref.bad, "base", &ref.id, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(fresh);
+    expect_read_damaged(fresh, 4008, 8, "sectors 4008+8");
+    s2e_snapshot_close(fresh);
+    s2e_snapshot_close(snap);
+}
+
+/* Version 2 chunks carry the data checksum: a chunk resealed with the
+ * version 1 CRC-32 is damaged; one resealed with XXH3 that does not
+ * inflate is corrupt.  verify_vmstate finds both. */
+static void test_v2_chunks(void)
+{
+    size_t len;
+    uint8_t *b;
+    uint8_t *e;
+    S2ESnapshot *snap;
+    GError *err = NULL;
+    uint8_t buf[64];
+
+    b = ref2_copy(&len);
+    e = b + chunk_index(b) + 24;
+    b[s2e_snap_get_le64(e) + 9] ^= 1;
+    s2e_snap_put_le32(e + 12, s2e_snap_crc32(0, b + s2e_snap_get_le64(e),
+                                             s2e_snap_get_le32(e + 8)));
+    tu_reseal_all(b);
+    snap = open_bad(b, len);
+    CU_ASSERT_EQUAL(s2e_snapshot_verify_vmstate(snap, &err), -EIO);
+    tu_check_error(err, S2E_SNAPSHOT_ERROR_CHECKSUM, "chunk 1", NULL);
+    s2e_snapshot_close(snap);
+
+    b = ref2_copy(&len);
+    e = b + chunk_index(b);
+    CU_ASSERT_EQUAL(s2e_snap_get_le32(e + 16), 0);      /* compressed */
+    memset(b + s2e_snap_get_le64(e), 0xff, 8);
+    s2e_snap_put_le32(e + 12, s2e_snap_data_csum(b + s2e_snap_get_le64(e),
+                                                 s2e_snap_get_le32(e + 8)));
+    tu_reseal_all(b);
+    snap = open_bad(b, len);
+    err = NULL;
+    CU_ASSERT_EQUAL(s2e_snapshot_read_vmstate(snap, 0, buf, 64, &err),
+                    -EINVAL);
+    tu_check_error(err, S2E_SNAPSHOT_ERROR_CORRUPT, "decompress", NULL);
+    err = NULL;
+    CU_ASSERT_EQUAL(s2e_snapshot_verify_vmstate(snap, &err), -EINVAL);
+    tu_check_error(err, S2E_SNAPSHOT_ERROR_CORRUPT, "decompress", NULL);
+    s2e_snapshot_close(snap);
+}
+
+static void test_v2_truncation(void)
+{
+    uint64_t table;
+
+    ref_file_build(&ref2);
+    table = csum_table(ref2.bytes);
+    for (uint64_t at = extent_index(ref2.bytes); at < ref2.len; at++) {
+        size_t len;
+        uint8_t *b = ref2_copy(&len);
+        expect(b, at, S2E_SNAPSHOT_ERROR_TRUNCATED, NULL);
+    }
+    CU_ASSERT(table < ref2.len);
+}
+
+/* Truncated after open: the data and the table are gone, reads are I/O
+ * errors (not "invalid argument"). */
+static void test_v2_truncated_while_open(void)
+{
+    size_t len;
+    uint8_t *b = ref2_copy(&len);
+    S2ESnapshot *snap = open_bad(b, len);
+    GError *err = NULL;
+    uint8_t buf[8 * 512];
+
+    CU_ASSERT_EQUAL(truncate(ref.bad, 4096), 0);
+    CU_ASSERT_EQUAL(s2e_snapshot_read_sectors(snap, 0, 8, buf, &err), -EIO);
+    tu_check_error(err, S2E_SNAPSHOT_ERROR_TRUNCATED, ref.bad, NULL);
+    s2e_snapshot_close(snap);
+}
+
 void s2e_test_register(void)
 {
     CU_pSuite s;
@@ -965,6 +1311,18 @@ void s2e_test_register(void)
     s2e_test_add(s, "boundaries", test_truncation_boundaries);
     s2e_test_add(s, "random", test_truncation_random);
     s2e_test_add(s, "while_open", test_truncated_while_open);
+
+    s = s2e_test_suite("v2");
+    s2e_test_add(s, "reference_is_valid", test_v2_reference_is_valid);
+    s2e_test_add(s, "v1_is_unverified", test_v1_is_unverified);
+    s2e_test_add(s, "header", test_v2_header);
+    s2e_test_add(s, "table", test_v2_table);
+    s2e_test_add(s, "block_damaged", test_v2_block_damaged);
+    s2e_test_add(s, "table_damaged", test_v2_table_damaged);
+    s2e_test_add(s, "verified_once", test_v2_verified_once);
+    s2e_test_add(s, "chunks", test_v2_chunks);
+    s2e_test_add(s, "truncation", test_v2_truncation);
+    s2e_test_add(s, "truncated_while_open", test_v2_truncated_while_open);
 
     s = s2e_test_suite("data");
     s2e_test_add(s, "chunk_damaged", test_chunk_data_damaged);

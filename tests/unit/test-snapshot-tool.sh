@@ -3,11 +3,13 @@
 #
 #   test-snapshot-tool.sh S2E_SNAPSHOT CORPUS_DIR
 #
-# The corpus files valid-mixed and valid-zero were taken on a base of 1 MiB
-# with mtime 1700000000.000000005; valid-zero has zero extents (17 data
-# sectors, 1124800395214839 zero sectors); mut-vm-size has a damaged last
-# chunk; mut-version is version 2; mut-zero-feature has a zero extent
-# without its feature bit.  (Sizes are printed with a no-break space: the
+# The corpus files were taken on a base of 1 MiB with mtime
+# 1700000000.000000005; valid-zero has zero extents (17 data sectors,
+# 1124800395214839 zero sectors); mut-vm-size has a damaged last chunk;
+# mut-version is version 3; mut-zero-feature has a zero extent without its
+# feature bit; v1-valid-mixed is format version 1; mut-block-data has a
+# damaged byte in the block of sectors 3..7, mut-v1-extent-data in the
+# version 1 run of sectors 3..4.  (Sizes are printed with a no-break space: the
 # patterns match it with ".*".)
 set -u
 tool=$1
@@ -41,6 +43,9 @@ cp "$corpus/mut-vm-size" disk.img.broken
 cp "$corpus/mut-version" disk.img.v2
 cp "$corpus/valid-zero" disk.img.zero
 cp "$corpus/mut-zero-feature" disk.img.zbad
+cp "$corpus/v1-valid-mixed" disk.img.v1
+cp "$corpus/mut-block-data" disk.img.vblocks
+cp "$corpus/mut-v1-extent-data" disk.img.v1bad
 echo "not a snapshot" > disk.img.notes
 
 check help 0 "Usage: s2e-snapshot" "$tool" --help
@@ -52,7 +57,7 @@ check bad-arity 2 "verify IMAGE NAME" "$tool" verify disk.img
 check info 0 "Loads on it:     yes" "$tool" info disk.img.ready
 check info-nsec 0 "20.000000005" "$tool" info disk.img.ready
 check info-json 0 '"loads":true' "$tool" --json info disk.img.ready
-check info-invalid 1 "version 2" "$tool" info disk.img.v2
+check info-invalid 1 "version 3" "$tool" info disk.img.v2
 check info-invalid-json 1 '"code":"BAD_VERSION"' "$tool" --json info disk.img.v2
 check info-missing 1 "No such file" "$tool" info disk.img.none
 check info-zero 0 "of which zero: 1124800395214839 (511.5.*PiB) in 2 zero extents" "$tool" info disk.img.zero
@@ -62,6 +67,13 @@ check info-zero-json 0 '"data_sectors":17,"zero_sectors":1124800395214839' "$too
 check info-zero-json-extents 0 '"extent_count":4,"zero_extent_count":2' "$tool" --json info disk.img.zero
 check info-plain-json 0 '"zero_sectors":0' "$tool" --json info disk.img.ready
 check info-zero-bad 1 "lacks the zero extent feature bit" "$tool" info disk.img.zbad
+check info-blocks 0 "Sector data:     checksummed per 4 KiB block" "$tool" info disk.img.ready
+check info-blocks-json 0 '"block_checksums":true' "$tool" --json info disk.img.ready
+check info-v1-unverified 0 "format version 1): loaded unverified" "$tool" info disk.img.v1
+check info-v1-json 0 '"version":1,.*"block_checksums":false' "$tool" --json info disk.img.v1
+check verify-v1 0 "OK: snapshot 'v1'" "$tool" verify disk.img v1
+check verify-block-damaged 1 "damaged: data of sectors 3+5" "$tool" verify disk.img vblocks
+check verify-v1-damaged 1 "data of sectors 3+2" "$tool" verify disk.img v1bad
 
 check list 0 "ready  *ok" "$tool" list disk.img
 check list-invalid 0 "v2  *invalid" "$tool" list disk.img
