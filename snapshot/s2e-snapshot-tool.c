@@ -154,6 +154,7 @@ static const char *error_code_name(const GError *err)
         [S2E_SNAPSHOT_ERROR_BASE_CHANGED] = "BASE_CHANGED",
         [S2E_SNAPSHOT_ERROR_INVALID] = "INVALID",
         [S2E_SNAPSHOT_ERROR_LIMIT] = "LIMIT",
+        [S2E_SNAPSHOT_ERROR_EXISTS] = "EXISTS",
     };
 
     if (err->domain != S2E_SNAPSHOT_ERROR || err->code < 0 ||

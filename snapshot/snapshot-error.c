@@ -33,6 +33,8 @@ int s2e_snap_code_errno(S2ESnapshotErrorCode code)
     case S2E_SNAPSHOT_ERROR_TRUNCATED:
         /* Data missing or wrong: an I/O error to whoever reads it. */
         return -EIO;
+    case S2E_SNAPSHOT_ERROR_EXISTS:
+        return -EEXIST;
     case S2E_SNAPSHOT_ERROR_BASE_CHANGED:
         return -ESTALE;
     case S2E_SNAPSHOT_ERROR_LIMIT:

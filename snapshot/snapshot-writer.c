@@ -23,11 +23,19 @@
  *                         the previous zero extent extends it
  *   commit(final_path)    last chunk, chunk index, extent index, block
  *                         checksum table, header page at offset 0, fsync,
- *                         close, renameat over final_path, fsync dir
+ *                         close, check what final_path names now, rename
+ *                         into place, fsync dir
  *
  *   file: [header page][chunk|sectors|...][chunk idx][extent idx][csums]
  *          0          4096                                          EOF
- * *
+ *
+ * Only a snapshot of the same base image is ever replaced: an existing
+ * final_path that is anything else (another image that happens to be named
+ * IMAGE.NAME, a backup, a damaged or foreign file, a snapshot of another
+ * base) makes the commit fail, naming the file, and stays as it was.  When
+ * final_path does not exist, the rename does not replace a file created in
+ * the meantime either (RENAME_NOREPLACE where the filesystem has it).
+ *
  * The header is written last: until the rename the file is only a
  * temporary, and nothing ever reads a file without a valid header.  A crash
  * at any point leaves the old snapshot (or none) plus possibly a hidden
@@ -849,14 +857,118 @@ static int finish_file(S2ESnapshotWriter *w, const char *final_path,
     return 0;
 }
 
+static int refuse_replace(const char *final_path, const char *why,
+                          GError **error)
+{
+    return s2e_snap_error(error, S2E_SNAPSHOT_ERROR_EXISTS,
+                          "Refusing to replace '%s' with a new snapshot: %s; "
+                          "it was left as it is (move it away or choose "
+                          "another snapshot name)", final_path, why);
+}
+
+static bool same_base(const S2EBaseIdentity *a, const S2EBaseIdentity *b)
+{
+    return a->size == b->size &&
+           (!a->has_mtime || !b->has_mtime ||
+            (a->mtime_sec == b->mtime_sec && a->mtime_nsec == b->mtime_nsec));
+}
+
+static int refuse_other_base(S2ESnapshotWriter *w, const char *final_path,
+                             const S2EBaseIdentity *old, GError **error)
+{
+    char *then = s2e_snapshot_format_time(old->mtime_sec, old->mtime_nsec);
+    char *now = s2e_snapshot_format_time(w->base.mtime_sec,
+                                         w->base.mtime_nsec);
+    char *why = g_strdup_printf("it is a snapshot of another base image (%"
+                                G_GUINT64_FORMAT " bytes, modified %s; this "
+                                "image: %" G_GUINT64_FORMAT " bytes, "
+                                "modified %s)", old->size,
+                                old->has_mtime ? then : "(unknown)",
+                                w->base.size,
+                                w->base.has_mtime ? now : "(unknown)");
+    int ret = refuse_replace(final_path, why, error);
+
+    g_free(why);
+    g_free(then);
+    g_free(now);
+    return ret;
+}
+
+/* What @final_name names now: nothing (*replace false), or a valid snapshot
+ * of the same base image, which the rename may replace (*replace true).
+ * Anything else is refused, so savevm never destroys a file it did not
+ * write: an image named IMAGE.NAME, a backup, a damaged snapshot. */
+static int check_replaceable(S2ESnapshotWriter *w, const char *final_path,
+                             const char *final_name, bool *replace,
+                             GError **error)
+{
+    struct stat st;
+    S2ESnapshot *old;
+    GError *why = NULL;
+    int ret = 0;
+
+    *replace = false;
+    if (fstatat(w->dir_fd, final_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        if (errno == ENOENT) {
+            return 0;
+        }
+        return s2e_snap_error_errno(error, errno, "Cannot look at '%s' "
+                                    "before writing a snapshot there",
+                                    final_path);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        return refuse_replace(final_path, "it is not a regular file", error);
+    }
+    if (s2e_snap_probe_magic(final_path) == 0) {
+        return refuse_replace(final_path, "it is not an s2e snapshot file",
+                              error);
+    }
+    old = s2e_snapshot_open(final_path, NULL, NULL, &why);
+    if (!old) {
+        ret = refuse_replace(final_path, why->message, error);
+        g_error_free(why);
+        return ret;
+    }
+    if (!same_base(s2e_snapshot_get_base(old), &w->base)) {
+        ret = refuse_other_base(w, final_path, s2e_snapshot_get_base(old),
+                                error);
+    }
+    s2e_snapshot_close(old);
+    *replace = ret == 0;
+    return ret;
+}
+
+/* Rename the temporary file to @final_name: over the snapshot it replaces,
+ * or only if nothing took the name meanwhile.  Filesystems without
+ * RENAME_NOREPLACE get a plain rename. */
+static int rename_temp(S2ESnapshotWriter *w, const char *final_name,
+                       bool replace)
+{
+    if (!replace &&
+        renameat2(w->dir_fd, w->temp_name, w->dir_fd, final_name,
+                  RENAME_NOREPLACE) == 0) {
+        return 0;
+    }
+    if (!replace && errno != EINVAL && errno != ENOSYS) {
+        return -errno;
+    }
+    return renameat(w->dir_fd, w->temp_name, w->dir_fd, final_name) < 0
+           ? -errno : 0;
+}
+
 static int rename_into_place(S2ESnapshotWriter *w, const char *final_path,
-                             const char *final_name, GError **error)
+                             const char *final_name, bool replace,
+                             GError **error)
 {
     int ret = s2e_snap_io_fault(&w->io, S2E_SNAP_IO_RENAME, NULL);
 
-    if (ret == 0 && renameat(w->dir_fd, w->temp_name, w->dir_fd,
-                             final_name) < 0) {
-        ret = -errno;
+    if (ret == 0) {
+        ret = rename_temp(w, final_name, replace);
+    }
+    if (ret == -EEXIST) {
+        remove_temp(w);
+        return refuse_replace(final_path, "it appeared while the snapshot "
+                              "was being written", error);
     }
     if (ret < 0) {
         return writer_fail(w, ret, error, "Cannot rename snapshot file '%s' "
@@ -877,6 +989,7 @@ static int commit(S2ESnapshotWriter *w, const char *final_path,
                   const S2ESnapshotInfo *info, GError **error)
 {
     char *final_name = NULL;
+    bool replace = false;
     int ret = writer_check_alive(w, error);
 
     if (ret < 0) {
@@ -892,6 +1005,9 @@ static int commit(S2ESnapshotWriter *w, const char *final_path,
         ret = check_final_path(w, final_path, &final_name, error);
     }
     if (ret == 0) {
+        ret = check_replaceable(w, final_path, final_name, &replace, error);
+    }
+    if (ret == 0) {
         ret = flush_chunk(w, error);
     }
     if (ret == 0) {
@@ -901,7 +1017,7 @@ static int commit(S2ESnapshotWriter *w, const char *final_path,
         ret = finish_file(w, final_path, error);
     }
     if (ret == 0) {
-        ret = rename_into_place(w, final_path, final_name, error);
+        ret = rename_into_place(w, final_path, final_name, replace, error);
     }
     g_free(final_name);
     return ret;

@@ -20,7 +20,7 @@
  *   IO: the errno of the failed call     NOT_FOUND: -ENOENT
  *   BAD_VERSION, FEATURES: -ENOTSUP      CHECKSUM: -EIO
  *   BASE_CHANGED: -ESTALE                LIMIT: -EFBIG
- *   TRUNCATED: -EIO
+ *   TRUNCATED: -EIO                      EXISTS: -EEXIST
  *   BAD_MAGIC, CORRUPT, INVALID: -EINVAL
  *
  * Threads: a writer is used by one thread at a time.  An open snapshot's
@@ -57,6 +57,8 @@ typedef enum S2ESnapshotErrorCode {
     S2E_SNAPSHOT_ERROR_BASE_CHANGED,  /* base image identity differs */
     S2E_SNAPSHOT_ERROR_INVALID,       /* bad argument (name, order, range) */
     S2E_SNAPSHOT_ERROR_LIMIT,         /* a hard size limit exceeded */
+    S2E_SNAPSHOT_ERROR_EXISTS,        /* a file that is not a snapshot of
+                                         this base is in the way */
 } S2ESnapshotErrorCode;
 
 /* Limits checked before any allocation or file creation. */
@@ -179,6 +181,12 @@ int s2e_snapshot_writer_add_zero_sectors(S2ESnapshotWriter *w,
  * must be in the writer's directory), fsync the directory.  @info's
  * vm_state_size, disk_sectors, dirty_sectors and zero_sectors are filled
  * by the writer.
+ * An existing @final_path is replaced only when it is a valid snapshot
+ * whose recorded base identity equals the writer's; anything else (a file
+ * without the snapshot magic, a symbolic link or other non-regular file,
+ * a damaged snapshot, a snapshot of another base) makes the commit fail
+ * with EXISTS (-EEXIST), naming the file, before the temporary file is
+ * finished.
  * The writer is freed whatever the outcome; on failure the temporary file
  * is removed and any existing @final_path is left as it was.  One
  * exception: when only the final fsync of the directory fails, the new

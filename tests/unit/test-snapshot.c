@@ -1398,6 +1398,82 @@ static void test_writer_replaces(void)
     fixture_fini(&f);
 }
 
+/* Commit a small snapshot over @path; expect EXISTS naming @path, and
+ * @path unchanged (same contents, same kind). */
+static void expect_not_replaced(Fixture *f, const char *path,
+                                const S2EBaseIdentity *id,
+                                const char *needle)
+{
+    S2ESnapshotWriter *w = s2e_snapshot_writer_new(f->dir, id, 8, NULL);
+    S2ESnapshotInfo info = { 0 };
+    GError *err = NULL;
+    struct stat before, after;
+
+    CU_ASSERT_EQUAL_FATAL(lstat(path, &before), 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+    CU_ASSERT_EQUAL(s2e_snapshot_writer_commit(w, path, &info, &err),
+                    -EEXIST);
+    tu_check_error(err, S2E_SNAPSHOT_ERROR_EXISTS, path, "Refusing to "
+                   "replace", needle, NULL);
+    CU_ASSERT_EQUAL_FATAL(lstat(path, &after), 0);
+    CU_ASSERT_EQUAL(after.st_ino, before.st_ino);
+    CU_ASSERT_EQUAL(after.st_size, before.st_size);
+    CU_ASSERT_EQUAL(after.st_mode, before.st_mode);
+    CU_ASSERT_EQUAL(tu_count_prefix(f->dir, S2E_SNAP_TEMP_PREFIX), 0);
+}
+
+/* savevm NAME replaces only a snapshot of the same base image: never
+ * another image that happens to be called IMAGE.NAME, a backup, a damaged
+ * snapshot, a snapshot of another base, a link or a FIFO. */
+static void test_writer_refuses_to_replace(void)
+{
+    Fixture f;
+    char *path, *other_base;
+    S2EBaseIdentity other;
+    TuSpec spec = { .vm_size = 100, .disk_sectors = 8, .zlib_level = -1 };
+    size_t len;
+    uint8_t *data;
+
+    fixture_init(&f);
+    path = snap_path(&f, "v2");
+    tu_write_file(path, "second VM base image v2\n", 24);
+    expect_not_replaced(&f, path, &f.id, "not an s2e snapshot");
+    data = tu_read_file(path, &len);
+    CU_ASSERT(len == 24 && memcmp(data, "second VM", 9) == 0);
+    g_free(data);
+
+    /* A snapshot of another base (the same name in a shared directory). */
+    unlink(path);
+    other = f.id;
+    other.mtime_nsec++;
+    CU_ASSERT(tu_write_snapshot(path, &spec, &other));
+    expect_not_replaced(&f, path, &f.id, "another base image");
+
+    /* A damaged snapshot of this base. */
+    unlink(path);
+    CU_ASSERT(tu_write_snapshot(path, &spec, &f.id));
+    CU_ASSERT_EQUAL(truncate(path, 4100), 0);
+    expect_not_replaced(&f, path, &f.id, "truncated");
+
+    /* A symbolic link to a snapshot of this base, and a FIFO. */
+    unlink(path);
+    other_base = snap_path(&f, "target");
+    CU_ASSERT(tu_write_snapshot(other_base, &spec, &f.id));
+    CU_ASSERT_EQUAL(symlink(other_base, path), 0);
+    expect_not_replaced(&f, path, &f.id, "not a regular file");
+    unlink(path);
+    CU_ASSERT_EQUAL(mkfifo(path, 0644), 0);
+    expect_not_replaced(&f, path, &f.id, "not a regular file");
+
+    /* A snapshot of this base is replaced. */
+    unlink(path);
+    CU_ASSERT(tu_write_snapshot(path, &spec, &f.id));
+    CU_ASSERT(tu_write_snapshot(path, &spec, &f.id));
+    g_free(path);
+    g_free(other_base);
+    fixture_fini(&f);
+}
+
 /* The zlib level comes from S2E_SNAPSHOT_ZLIB_LEVEL; a bad one is refused. */
 static void test_writer_zlib_env(void)
 {
@@ -1849,6 +1925,7 @@ void s2e_test_register(void)
     s2e_test_add(s, "temp_and_mode", test_writer_temp_and_mode);
     s2e_test_add(s, "mode_follows_base", test_writer_mode_follows_base);
     s2e_test_add(s, "replaces", test_writer_replaces);
+    s2e_test_add(s, "refuses_to_replace", test_writer_refuses_to_replace);
     s2e_test_add(s, "zlib_env", test_writer_zlib_env);
 
     s = s2e_test_suite("temp");
