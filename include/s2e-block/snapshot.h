@@ -83,6 +83,39 @@ typedef struct S2EBaseIdentity {
 int s2e_base_identity_from_path(const char *path, S2EBaseIdentity *id,
                                 GError **error);
 
+/* ---- The base image file --------------------------------------------------
+ *
+ * What a snapshot records must be the file the guest actually read, not
+ * whatever the path names when savevm runs: a base replaced by `mv` while
+ * QEMU runs would make the snapshot record the new file, and it would then
+ * load on it silently.  So the identity is taken from a descriptor at open
+ * time, and later checked against both that descriptor (the file changed:
+ * truncated, written) and the path (it now names another file, or none).
+ */
+typedef struct S2EBaseFile S2EBaseFile;
+
+/* Open @path read-only, keep the descriptor, record the file's identity
+ * (fstat).  The path is kept absolute (made so against the current
+ * directory, without resolving symbolic links, so names derived from it
+ * follow the image's own name).  NULL and *error on failure. */
+S2EBaseFile *s2e_base_file_open(const char *path, GError **error);
+void s2e_base_file_close(S2EBaseFile *bf);   /* NULL accepted */
+
+/* The absolute path, and the identity recorded at open. */
+const char *s2e_base_file_path(const S2EBaseFile *bf);
+const S2EBaseIdentity *s2e_base_file_identity(const S2EBaseFile *bf);
+
+/* 0 when the file opened is unchanged since (size and mtime, from its
+ * descriptor) and the path still names it (same device and inode).
+ * Otherwise -ESTALE and BASE_CHANGED, with a message naming the image and
+ * saying what happened (changed while in use, replaced or renamed away),
+ * or the error of a failed fstat. */
+int s2e_base_file_check(const S2EBaseFile *bf, GError **error);
+
+/* @path made absolute against the current directory (a copy when it
+ * already is); symbolic links and ".." are left as they are.  g_free(). */
+char *s2e_path_absolute(const char *path);
+
 /* "2024-05-01 12:00:00.123456789 +0200" (local time) for a timestamp, or
  * "@SECONDS.NANOSECONDS" when it cannot be represented.  g_free() it. */
 char *s2e_snapshot_format_time(int64_t sec, uint32_t nsec);

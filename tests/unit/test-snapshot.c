@@ -1665,6 +1665,80 @@ static void test_identity_errors_and_time(void)
     g_free(s);
 }
 
+/* The base identity comes from the file opened, and later checks catch
+ * the file changed in place, replaced by another (mv), or renamed away. */
+static void expect_base_file_stale(const S2EBaseFile *bf, const char *what)
+{
+    GError *err = NULL;
+
+    CU_ASSERT_EQUAL(s2e_base_file_check(bf, &err), -ESTALE);
+    tu_check_error(err, S2E_SNAPSHOT_ERROR_BASE_CHANGED,
+                   s2e_base_file_path(bf), what, NULL);
+}
+
+static S2EBaseFile *base_file_in(const Fixture *f)
+{
+    char *cwd = g_get_current_dir();
+    S2EBaseFile *bf;
+
+    /* Opened by a relative name: the path kept is absolute. */
+    CU_ASSERT_EQUAL_FATAL(chdir(f->dir), 0);
+    bf = s2e_base_file_open("disk.raw.s2e", NULL);
+    CU_ASSERT_EQUAL(chdir(cwd), 0);
+    g_free(cwd);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(bf);
+    CU_ASSERT_STRING_EQUAL(s2e_base_file_path(bf), f->image);
+    return bf;
+}
+
+static void test_base_file(void)
+{
+    Fixture f;
+    S2EBaseFile *bf;
+    S2EBaseIdentity opened;
+    char *other, *away;
+    GError *err = NULL;
+
+    fixture_init(&f);
+    other = g_build_filename(f.dir, "new.raw", NULL);
+    away = g_build_filename(f.dir, "old.raw", NULL);
+    bf = base_file_in(&f);
+    opened = *s2e_base_file_identity(bf);
+    CU_ASSERT_EQUAL(opened.size, f.id.size);
+    CU_ASSERT_EQUAL(opened.mtime_sec, f.id.mtime_sec);
+    CU_ASSERT_EQUAL(opened.mtime_nsec, f.id.mtime_nsec);
+    CU_ASSERT_EQUAL(s2e_base_file_check(bf, NULL), 0);
+
+    /* mv new.raw disk.raw.s2e: same size and mtime, another file. */
+    g_free(tu_make_base(f.dir, "new.raw", f.id.size, T0_SEC, T0_NSEC));
+    CU_ASSERT_EQUAL(rename(other, f.image), 0);
+    expect_base_file_stale(bf, "replaced while in use");
+    CU_ASSERT_EQUAL(s2e_base_file_identity(bf)->size, opened.size);
+    s2e_base_file_close(bf);
+
+    /* Renamed away, then truncated in place, then touched. */
+    bf = base_file_in(&f);
+    CU_ASSERT_EQUAL(rename(f.image, away), 0);
+    expect_base_file_stale(bf, "renamed or deleted");
+    CU_ASSERT_EQUAL(rename(away, f.image), 0);
+    CU_ASSERT_EQUAL(s2e_base_file_check(bf, NULL), 0);
+    CU_ASSERT_EQUAL(truncate(f.image, f.id.size / 2), 0);
+    tu_set_mtime(f.image, T0_SEC, T0_NSEC);
+    expect_base_file_stale(bf, "changed while in use (size 1073741824 -> "
+                           "536870912");
+    s2e_base_file_close(bf);
+    bf = base_file_in(&f);
+    tu_set_mtime(f.image, T0_SEC, T0_NSEC + 1);
+    expect_base_file_stale(bf, "changed while in use");
+    s2e_base_file_close(bf);
+
+    CU_ASSERT_PTR_NULL(s2e_base_file_open(other, &err));
+    tu_check_error(err, S2E_SNAPSHOT_ERROR_NOT_FOUND, other, NULL);
+    g_free(other);
+    g_free(away);
+    fixture_fini(&f);
+}
+
 /* ---- Paths -------------------------------------------------------------- */
 
 static void expect_bad_path(const char *image, const char *name)
@@ -1941,6 +2015,7 @@ void s2e_test_register(void)
     s2e_test_add(s, "copy", test_identity_copy);
     s2e_test_add(s, "no_mtime", test_identity_no_mtime);
     s2e_test_add(s, "errors_and_time", test_identity_errors_and_time);
+    s2e_test_add(s, "base_file", test_base_file);
 
     s = s2e_test_suite("names");
     s2e_test_add(s, "path_building", test_path_building);
