@@ -392,7 +392,7 @@ int s2e_snapshot_goto_cb(BlockDriverState *bs, const char *snapshot_id)
     if (!snap) {
         return -EINVAL;
     }
-    fresh = s2e_overlay_new(s->nb_sectors);
+    fresh = s2e_path_drive_new_overlay(s->pdrive);
     layer = fresh ? s2e_layer_new(snap) : NULL;
     if (!layer) {
         error_report("s2e: out of memory for a new overlay");

@@ -83,6 +83,19 @@
  * 5. A node or block shared by several overlays sits at the same position
  *    in each of them (forks share positions, never move nodes).
  *
+ * MEMORY ACCOUNT
+ *
+ * An overlay and all its forks (and overlays created in the same account,
+ * such as all paths of one drive) count the bytes of their nodes and
+ * blocks in one S2EOverlayMemory: added when allocated or grown, taken off
+ * when shrunk or freed by whichever overlay drops the last reference.
+ * Only overlays of one account share nodes, so the one that frees a node
+ * credits the right account.  With a limit, an allocation that would pass
+ * it fails like a failed malloc but makes the request return -ENOSPC; a
+ * discard ignores the limit (it may copy a shared node, but it exists to
+ * give memory back).  The counters are atomics: forks of one account are
+ * used from several threads.
+ *
  * ERRORS
  *
  * Every allocation goes through ov_malloc()/ov_realloc() (plain malloc,
@@ -203,11 +216,22 @@ typedef struct OvLeafSlot {
 /* Interior slot value: "the whole span reads as zeroes". */
 #define OV_ZERO_SUBTREE ((OvNode *)(uintptr_t)1)
 
+/* The memory a family of overlays holds (see MEMORY ACCOUNT above). */
+struct S2EOverlayMemory {
+    atomic_uint refcnt;
+    _Atomic uint64_t used;      /* bytes of nodes and blocks */
+    _Atomic uint64_t limit;     /* 0: none */
+};
+
 struct S2EOverlay {
     OvNode *root;           /* NULL, OV_ZERO_SUBTREE or level depth-1 */
     uint64_t nb_sectors;
     unsigned depth;
     int64_t alloc_budget;   /* < 0: unlimited; see overlay-internal.h */
+    S2EOverlayMemory *mem;  /* shared with every fork */
+    int alloc_error;        /* why the last allocation failed: ENOMEM or
+                               ENOSPC (the account's limit) */
+    bool ignore_limit;      /* during a discard */
 };
 
 /* ---- Geometry ----------------------------------------------------------- */
@@ -291,14 +315,64 @@ static bool budget_take(S2EOverlay *ov)
     return true;
 }
 
-static void *ov_malloc(S2EOverlay *ov, size_t size)
+/* Count @size more bytes against the account; false (nothing counted)
+ * when that would pass its limit. */
+static bool mem_charge(S2EOverlay *ov, size_t size)
 {
-    return budget_take(ov) ? malloc(size) : NULL;
+    S2EOverlayMemory *mem = ov->mem;
+    uint64_t limit = atomic_load_explicit(&mem->limit, memory_order_relaxed);
+    uint64_t before = atomic_fetch_add_explicit(&mem->used, size,
+                                                memory_order_relaxed);
+
+    if (limit && !ov->ignore_limit && before + size > limit) {
+        atomic_fetch_sub_explicit(&mem->used, size, memory_order_relaxed);
+        return false;
+    }
+    return true;
 }
 
-static void *ov_realloc(S2EOverlay *ov, void *p, size_t size)
+static void mem_credit(S2EOverlay *ov, size_t size)
 {
-    return budget_take(ov) ? realloc(p, size) : NULL;
+    atomic_fetch_sub_explicit(&ov->mem->used, size, memory_order_relaxed);
+}
+
+/* Every node and block: the test budget, then the account, then malloc;
+ * ov->alloc_error says which refused. */
+static void *ov_malloc(S2EOverlay *ov, size_t size)
+{
+    void *p = NULL;
+
+    if (!budget_take(ov)) {
+        ov->alloc_error = ENOMEM;
+    } else if (!mem_charge(ov, size)) {
+        ov->alloc_error = ENOSPC;
+    } else if (!(p = malloc(size))) {
+        mem_credit(ov, size);
+        ov->alloc_error = ENOMEM;
+    }
+    return p;
+}
+
+/* Grow @p from @old_size to @size bytes. */
+static void *ov_realloc(S2EOverlay *ov, void *p, size_t old_size, size_t size)
+{
+    void *q = NULL;
+
+    if (!budget_take(ov)) {
+        ov->alloc_error = ENOMEM;
+    } else if (!mem_charge(ov, size - old_size)) {
+        ov->alloc_error = ENOSPC;
+    } else if (!(q = realloc(p, size))) {
+        mem_credit(ov, size - old_size);
+        ov->alloc_error = ENOMEM;
+    }
+    return q;
+}
+
+static void ov_free(S2EOverlay *ov, void *p, size_t size)
+{
+    mem_credit(ov, size);
+    free(p);
 }
 
 /* ---- Nodes and blocks --------------------------------------------------- */
@@ -385,11 +459,11 @@ static void block_ref(OvBlock *b)
     atomic_fetch_add_explicit(&b->refcnt, 1, memory_order_relaxed);
 }
 
-static void block_unref(OvBlock *b)
+static void block_unref(S2EOverlay *ov, OvBlock *b)
 {
     if (b && atomic_fetch_sub_explicit(&b->refcnt, 1,
                                        memory_order_acq_rel) == 1) {
-        free(b);
+        ov_free(ov, b, block_bytes(b->stored));
     }
 }
 
@@ -400,28 +474,30 @@ static void node_ref(OvNode *n)
     }
 }
 
-static void node_unref(OvNode *n);
+static void node_unref(S2EOverlay *ov, OvNode *n);
 
-static void node_release_slots(OvNode *n)
+static void node_release_slots(S2EOverlay *ov, OvNode *n)
 {
     unsigned used = node_used(n);
 
     for (unsigned k = 0; k < used; k++) {
         if (n->level) {
-            node_unref(node_children(n)[k]);
+            node_unref(ov, node_children(n)[k]);
         } else {
-            block_unref(node_leaf_slots(n)[k].block);
+            block_unref(ov, node_leaf_slots(n)[k].block);
         }
     }
 }
 
-/* Drop one reference; the last one frees the node and what only it held. */
-static void node_unref(OvNode *n)
+/* Drop one reference; the last one frees the node and what only it held.
+ * Whatever overlay of the family drops it, the family's account gets the
+ * memory back: only overlays sharing an account share nodes. */
+static void node_unref(S2EOverlay *ov, OvNode *n)
 {
     if (is_node(n) && atomic_fetch_sub_explicit(&n->refcnt, 1,
                                                 memory_order_acq_rel) == 1) {
-        node_release_slots(n);
-        free(n);
+        node_release_slots(ov, n);
+        ov_free(ov, n, node_bytes(n->level, n->capacity));
     }
 }
 
@@ -452,7 +528,7 @@ static int node_make_writable(S2EOverlay *ov, OvNode **np)
         }
     }
     *np = copy;
-    node_unref(old);
+    node_unref(ov, old);
     return 0;
 }
 
@@ -466,7 +542,8 @@ static int node_ensure_room(S2EOverlay *ov, OvNode **np)
         return 0;
     }
     capacity = OV_MIN(OV_FANOUT, 2u * n->capacity);
-    n = ov_realloc(ov, n, node_bytes(n->level, capacity));
+    n = ov_realloc(ov, n, node_bytes(n->level, n->capacity),
+                   node_bytes(n->level, capacity));
     if (!n) {
         return -ENOMEM;
     }
@@ -493,7 +570,7 @@ static void *node_open_slot(OvNode *n, unsigned i)
  * exclusive node *@np; give memory back when it is at most a quarter used.
  * Shrinking is best effort: a failed realloc keeps the bigger node.
  */
-static void node_close_slot(OvNode **np, unsigned i)
+static void node_close_slot(S2EOverlay *ov, OvNode **np, unsigned i)
 {
     OvNode *n = *np;
     size_t size = slot_size(n->level);
@@ -506,9 +583,11 @@ static void node_close_slot(OvNode **np, unsigned i)
     n->bitmap &= ~bit64(i);
     used = node_used(n);
     if (used > 0 && n->capacity >= 4 && used * 4 <= n->capacity) {
+        size_t before = node_bytes(n->level, n->capacity);
         OvNode *smaller = realloc(n, node_bytes(n->level, 2 * used));
         if (smaller) {
             smaller->capacity = (uint8_t)(2 * used);
+            mem_credit(ov, before - node_bytes(smaller->level, 2 * used));
             *np = smaller;
         }
     }
@@ -727,7 +806,7 @@ static int leaf_slot_write(S2EOverlay *ov, OvLeafSlot *slot, unsigned first,
             }
         }
         cursor_copy_out(&op->src, block_sector(b, first), bytes);
-        block_unref(old);
+        block_unref(ov, old);
         slot->block = b;
     }
     slot->data |= m;
@@ -760,10 +839,10 @@ static int leaf_insert_write(S2EOverlay *ov, OvNode **np, unsigned i,
     return 0;
 }
 
-static void leaf_slot_drop_block_if_unused(OvLeafSlot *slot)
+static void leaf_slot_drop_block_if_unused(S2EOverlay *ov, OvLeafSlot *slot)
 {
     if (!slot->data && slot->block) {
-        block_unref(slot->block);
+        block_unref(ov, slot->block);
         slot->block = NULL;
     }
 }
@@ -806,14 +885,14 @@ static int apply_block(S2EOverlay *ov, OvNode **np, unsigned i,
     case OV_OP_ZERO:
         slot->data &= (OvMask)~m;
         slot->zero |= m;
-        leaf_slot_drop_block_if_unused(slot);
+        leaf_slot_drop_block_if_unused(ov, slot);
         return 0;
     case OV_OP_DISCARD:
         slot->data &= (OvMask)~m;
         slot->zero &= (OvMask)~m;
-        leaf_slot_drop_block_if_unused(slot);
+        leaf_slot_drop_block_if_unused(ov, slot);
         if (!slot->zero && !slot->data) {
-            node_close_slot(np, i);
+            node_close_slot(ov, np, i);
         }
         return 0;
     }
@@ -834,7 +913,7 @@ static int apply_child(S2EOverlay *ov, OvNode **np, unsigned i,
         OvNode **childp = &node_children(n)[packed_index(n->bitmap, i)];
         ret = apply_subtree(ov, childp, level - 1, slot_base, op);
         if (!*childp) {
-            node_close_slot(np, i);
+            node_close_slot(ov, np, i);
         }
         return ret;
     }
@@ -905,7 +984,7 @@ static int apply_subtree(S2EOverlay *ov, OvNode **childp, unsigned level,
     int ret;
 
     if (covered && op->kind != OV_OP_WRITE) {
-        node_unref(child);
+        node_unref(ov, child);
         *childp = op->kind == OV_OP_ZERO ? OV_ZERO_SUBTREE : NULL;
         return 0;
     }
@@ -929,19 +1008,29 @@ static int apply_subtree(S2EOverlay *ov, OvNode **childp, unsigned level,
 
     child = *childp;
     if (child->bitmap == 0) {
-        node_unref(child);
+        node_unref(ov, child);
         *childp = NULL;
     } else if (op->kind == OV_OP_ZERO && refcount_of(&child->refcnt) == 1 &&
                node_is_all_zero(ov, child, base)) {
-        node_unref(child);
+        node_unref(ov, child);
         *childp = OV_ZERO_SUBTREE;
     }
     return ret;
 }
 
+/* A failed allocation returns -ENOMEM up the tree; the caller learns
+ * whether it was the account's limit (-ENOSPC).  A discard only gives
+ * memory back in the end, so it is never refused for the limit (it may
+ * copy shared nodes on its way). */
 static int apply_op(S2EOverlay *ov, OvOp *op)
 {
-    return apply_subtree(ov, &ov->root, ov->depth - 1, 0, op);
+    int ret;
+
+    ov->alloc_error = ENOMEM;
+    ov->ignore_limit = op->kind == OV_OP_DISCARD;
+    ret = apply_subtree(ov, &ov->root, ov->depth - 1, 0, op);
+    ov->ignore_limit = false;
+    return ret == -ENOMEM ? -ov->alloc_error : ret;
 }
 
 /* [sector, sector + count) inside the disk; count 0 allowed up to the end. */
@@ -955,7 +1044,60 @@ static int check_range(const S2EOverlay *ov, uint64_t sector, uint64_t count)
 
 /* ---- Public API: life cycle ------------------------------------------- */
 
-S2EOverlay *s2e_overlay_new_with_budget(uint64_t nb_sectors, int64_t budget)
+/* ---- Public API: memory accounts --------------------------------------- */
+
+S2EOverlayMemory *s2e_overlay_memory_new(uint64_t limit)
+{
+    S2EOverlayMemory *mem = malloc(sizeof(*mem));
+
+    if (!mem) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    atomic_init(&mem->refcnt, 1);
+    atomic_init(&mem->used, 0);
+    atomic_init(&mem->limit, limit);
+    return mem;
+}
+
+void s2e_overlay_memory_ref(S2EOverlayMemory *mem)
+{
+    atomic_fetch_add_explicit(&mem->refcnt, 1, memory_order_relaxed);
+}
+
+void s2e_overlay_memory_unref(S2EOverlayMemory *mem)
+{
+    if (mem && atomic_fetch_sub_explicit(&mem->refcnt, 1,
+                                         memory_order_acq_rel) == 1) {
+        free(mem);
+    }
+}
+
+void s2e_overlay_memory_set_limit(S2EOverlayMemory *mem, uint64_t limit)
+{
+    atomic_store_explicit(&mem->limit, limit, memory_order_relaxed);
+}
+
+uint64_t s2e_overlay_memory_used(const S2EOverlayMemory *mem)
+{
+    return atomic_load_explicit(&mem->used, memory_order_relaxed);
+}
+
+uint64_t s2e_overlay_memory_limit(const S2EOverlayMemory *mem)
+{
+    return atomic_load_explicit(&mem->limit, memory_order_relaxed);
+}
+
+S2EOverlayMemory *s2e_overlay_memory(const S2EOverlay *ov)
+{
+    return ov->mem;
+}
+
+/* ---- Public API: life cycle ------------------------------------------- */
+
+/* A new empty overlay counting against @mem (a new account when NULL). */
+static S2EOverlay *overlay_new(uint64_t nb_sectors, int64_t budget,
+                               S2EOverlayMemory *mem)
 {
     S2EOverlay *ov;
 
@@ -968,20 +1110,44 @@ S2EOverlay *s2e_overlay_new_with_budget(uint64_t nb_sectors, int64_t budget)
         return NULL;
     }
     ov = malloc(sizeof(*ov));
-    if (!ov) {
+    if (mem) {
+        s2e_overlay_memory_ref(mem);
+    } else {
+        mem = s2e_overlay_memory_new(0);
+    }
+    if (!ov || !mem) {
+        s2e_overlay_memory_unref(mem);
+        free(ov);
         errno = ENOMEM;
         return NULL;
     }
-    ov->root = NULL;
-    ov->nb_sectors = nb_sectors;
-    ov->depth = depth_for(nb_sectors);
-    ov->alloc_budget = budget > 0 ? budget - 1 : budget;
+    *ov = (S2EOverlay){
+        .nb_sectors = nb_sectors,
+        .depth = depth_for(nb_sectors),
+        .alloc_budget = budget > 0 ? budget - 1 : budget,
+        .mem = mem,
+        .alloc_error = ENOMEM,
+    };
     return ov;
+}
+
+S2EOverlay *s2e_overlay_new_with_budget(uint64_t nb_sectors, int64_t budget)
+{
+    return overlay_new(nb_sectors, budget, NULL);
 }
 
 S2EOverlay *s2e_overlay_new(uint64_t nb_sectors)
 {
-    return s2e_overlay_new_with_budget(nb_sectors, -1);
+    return overlay_new(nb_sectors, -1, NULL);
+}
+
+S2EOverlay *s2e_overlay_new_in(uint64_t nb_sectors, S2EOverlayMemory *mem)
+{
+    if (!mem) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return overlay_new(nb_sectors, -1, mem);
 }
 
 S2EOverlay *s2e_overlay_fork(S2EOverlay *parent)
@@ -992,13 +1158,15 @@ S2EOverlay *s2e_overlay_fork(S2EOverlay *parent)
         errno = EINVAL;
         return NULL;
     }
-    child = ov_malloc(parent, sizeof(*child));
+    /* The overlay itself is not a node: the budget, not the account. */
+    child = budget_take(parent) ? malloc(sizeof(*child)) : NULL;
     if (!child) {
         errno = ENOMEM;
         return NULL;
     }
     *child = *parent;
     child->alloc_budget = -1;
+    s2e_overlay_memory_ref(child->mem);
     node_ref(child->root);
     return child;
 }
@@ -1006,7 +1174,8 @@ S2EOverlay *s2e_overlay_fork(S2EOverlay *parent)
 void s2e_overlay_free(S2EOverlay *ov)
 {
     if (ov) {
-        node_unref(ov->root);
+        node_unref(ov, ov->root);
+        s2e_overlay_memory_unref(ov->mem);
         free(ov);
     }
 }

@@ -113,6 +113,7 @@ struct S2EPathDrive {
     uint64_t nb_sectors;
     S2EPathLayerOps ops;
     char *name;
+    S2EOverlayMemory *mem;      /* every path's overlay of this drive */
     _Atomic(S2EOverlay *) cur_overlay;
     _Atomic(void *) cur_layer;
 };
@@ -421,6 +422,14 @@ fail:
     return NULL;
 }
 
+/* The drive's handle and account (its overlays are freed already). */
+static void drive_destroy(S2EPathDrive *drive)
+{
+    s2e_overlay_memory_unref(drive->mem);
+    free(drive->name);
+    free(drive);
+}
+
 void s2e_pathset_free(S2EPathSet *set)
 {
     if (!set) {
@@ -430,8 +439,7 @@ void s2e_pathset_free(S2EPathSet *set)
         path_destroy(set, set->paths[k]);
     }
     for (size_t k = 0; k < set->n_drives; k++) {
-        free(set->drives[k]->name);
-        free(set->drives[k]);
+        drive_destroy(set->drives[k]);
     }
     free(set->paths);
     free(set->handles.slots);
@@ -519,7 +527,7 @@ static int views_reserve(S2EPathSet *set, size_t need)
 static int drive_create_views(S2EPathSet *set, S2EPathDrive *drive)
 {
     for (size_t k = 0; k < set->n_paths; k++) {
-        S2EOverlay *ov = s2e_overlay_new(drive->nb_sectors);
+        S2EOverlay *ov = s2e_overlay_new_in(drive->nb_sectors, drive->mem);
 
         if (!ov) {
             int ret = -errno;
@@ -544,8 +552,9 @@ static S2EPathDrive *drive_alloc(S2EPathSet *set, const char *name,
         return NULL;
     }
     drive->name = strdup(name ? name : "");
-    if (!drive->name) {
-        free(drive);
+    drive->mem = s2e_overlay_memory_new(0);
+    if (!drive->name || !drive->mem) {
+        drive_destroy(drive);
         return NULL;
     }
     drive->set = set;
@@ -579,8 +588,7 @@ static int register_drive_locked(S2EPathSet *set, const char *name,
         ret = drive_create_views(set, drive);
     }
     if (ret < 0) {
-        free(drive->name);
-        free(drive);
+        drive_destroy(drive);
         return ret;
     }
     set->drives[set->n_drives++] = drive;
@@ -632,8 +640,7 @@ int s2e_pathset_unregister_drive(S2EPathSet *set, S2EPathDrive *drive)
     set->n_drives--;
     pthread_mutex_unlock(&set->lock);
 
-    free(drive->name);
-    free(drive);
+    drive_destroy(drive);
     return 0;
 }
 
@@ -666,7 +673,8 @@ int s2e_path_drive_replace_view(S2EPathDrive *drive, S2EOverlay *overlay,
     }
     v = &current_path(set)->views[drive->slot];
     if (overlay == v->overlay ||
-        s2e_overlay_nb_sectors(overlay) != drive->nb_sectors) {
+        s2e_overlay_nb_sectors(overlay) != drive->nb_sectors ||
+        s2e_overlay_memory(overlay) != drive->mem) {
         pthread_mutex_unlock(&set->lock);
         return -EINVAL;
     }
@@ -678,6 +686,27 @@ int s2e_path_drive_replace_view(S2EPathDrive *drive, S2EOverlay *overlay,
     layer_unref(drive, old.layer);
     pthread_mutex_unlock(&set->lock);
     return 0;
+}
+
+S2EOverlay *s2e_path_drive_new_overlay(S2EPathDrive *drive)
+{
+    if (!drive) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return s2e_overlay_new_in(drive->nb_sectors, drive->mem);
+}
+
+void s2e_path_drive_set_overlay_limit(S2EPathDrive *drive, uint64_t limit)
+{
+    s2e_overlay_memory_set_limit(drive->mem, limit);
+}
+
+void s2e_path_drive_memory(const S2EPathDrive *drive, uint64_t *used,
+                           uint64_t *limit)
+{
+    *used = s2e_overlay_memory_used(drive->mem);
+    *limit = s2e_overlay_memory_limit(drive->mem);
 }
 
 const char *s2e_path_drive_name(const S2EPathDrive *drive)

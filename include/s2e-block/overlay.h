@@ -15,7 +15,10 @@
  *   -EINVAL  range outside the overlay, an I/O vector shorter than the
  *            request, or a count of 0 where not allowed (only
  *            s2e_overlay_extent()'s @max_count);
- *   -ENOMEM  memory for new nodes or data blocks could not be allocated.
+ *   -ENOMEM  memory for new nodes or data blocks could not be allocated;
+ *   -ENOSPC  the request would take the overlay's memory account past its
+ *            limit (writes and write_zeroes only: a discard is never
+ *            refused for the limit, since it gives memory back).
  * After an error the overlay is still valid and consistent; the sectors of
  * the failed request each read back either their old or their new contents.
  * Nothing here aborts or exits on bad input or allocation failure.
@@ -27,8 +30,19 @@
  * nodes are only read and their reference counts are atomic.  One overlay
  * must not be used by two threads at once.
  *
+ * Memory accounts: every overlay counts the bytes of the nodes and data
+ * blocks it allocates in a memory account (S2EOverlayMemory) that it shares
+ * with every overlay forked from it, and, when given one at creation, with
+ * other families (a drive's paths, for instance).  A node or block counts
+ * once however many overlays share it, and stops counting when the last
+ * one lets go.  An account may have a limit: an allocation that would pass
+ * it fails, and the request with -ENOSPC; memory freed by a discard, an
+ * overwrite with zeroes or freeing overlays makes room again.  malloc's own
+ * overhead is not counted.
+ *
  * Ownership: every S2EOverlay returned by new/fork is owned by the caller
- * and released with s2e_overlay_free().
+ * and released with s2e_overlay_free().  An account is reference counted:
+ * each overlay holds a reference on its own.
  */
 #ifndef S2E_BLOCK_OVERLAY_H
 #define S2E_BLOCK_OVERLAY_H
@@ -49,6 +63,7 @@ extern "C" {
 #define S2E_OVERLAY_MAX_SECTORS (UINT64_C(1) << (63 - S2E_SECTOR_BITS))
 
 typedef struct S2EOverlay S2EOverlay;
+typedef struct S2EOverlayMemory S2EOverlayMemory;
 
 /* What a run of sectors holds in an overlay. */
 typedef enum S2EExtentKind {
@@ -70,9 +85,31 @@ typedef struct S2EOverlayStats {
     uint64_t sectors_present; /* sectors whose kind is DATA or ZERO */
 } S2EOverlayStats;
 
-/* A new empty overlay for a disk of @nb_sectors sectors (1 .. MAX).
+/* A new empty overlay for a disk of @nb_sectors sectors (1 .. MAX), in a
+ * new memory account of its own without a limit.
  * Returns NULL with errno set (EINVAL, ENOMEM). */
 S2EOverlay *s2e_overlay_new(uint64_t nb_sectors);
+
+/* The same, counting against @mem (which it takes a reference on). */
+S2EOverlay *s2e_overlay_new_in(uint64_t nb_sectors, S2EOverlayMemory *mem);
+
+/* A new memory account with @limit bytes (0: none) and one reference.
+ * NULL with errno = ENOMEM. */
+S2EOverlayMemory *s2e_overlay_memory_new(uint64_t limit);
+void s2e_overlay_memory_ref(S2EOverlayMemory *mem);
+void s2e_overlay_memory_unref(S2EOverlayMemory *mem);   /* NULL accepted */
+
+/* Change the limit (0: none).  Lowering it below what is used refuses
+ * allocations until enough is freed; nothing is taken away. */
+void s2e_overlay_memory_set_limit(S2EOverlayMemory *mem, uint64_t limit);
+
+/* Bytes of nodes and blocks counted now, and the limit.  Lock-free; any
+ * thread. */
+uint64_t s2e_overlay_memory_used(const S2EOverlayMemory *mem);
+uint64_t s2e_overlay_memory_limit(const S2EOverlayMemory *mem);
+
+/* The account @ov counts against (a borrowed reference). */
+S2EOverlayMemory *s2e_overlay_memory(const S2EOverlay *ov);
 
 /* A new overlay with the same contents as @parent, sharing all its
  * structure.  O(1).  Returns NULL with errno = ENOMEM. */

@@ -177,12 +177,28 @@ void *s2e_path_drive_layer(const S2EPathDrive *drive);
  * owns @overlay and one reference to @layer (which the caller took), and
  * the old overlay is freed and the old layer unref'd; other paths are not
  * touched.  On failure the caller keeps both.  @overlay must be one the
- * caller owns (new, or forked from any view).  -EINVAL for a NULL drive or
- * overlay, the current overlay itself, or an overlay whose size differs
- * from the drive's.
+ * caller owns, in the drive's memory account (s2e_path_drive_new_overlay(),
+ * or forked from any view of the drive).  -EINVAL for a NULL drive or
+ * overlay, the current overlay itself, or an overlay whose size or account
+ * differs from the drive's.
  */
 int s2e_path_drive_replace_view(S2EPathDrive *drive, S2EOverlay *overlay,
                                 void *layer);
+
+/* A new empty overlay for @drive, counting in its memory account.  NULL
+ * with errno (EINVAL, ENOMEM). */
+S2EOverlay *s2e_path_drive_new_overlay(S2EPathDrive *drive);
+
+/*
+ * Memory of @drive: the overlays of all paths share one account (see
+ * overlay.h), so what a drive holds in every path together is bounded by
+ * one limit.  A write that would pass it fails with -ENOSPC; discarding,
+ * writing zeroes over data and freeing paths make room again.  0: no limit
+ * (the default).  Lock-free; any thread.
+ */
+void s2e_path_drive_set_overlay_limit(S2EPathDrive *drive, uint64_t limit);
+void s2e_path_drive_memory(const S2EPathDrive *drive, uint64_t *used,
+                           uint64_t *limit);
 
 const char *s2e_path_drive_name(const S2EPathDrive *drive);
 uint64_t s2e_path_drive_nb_sectors(const S2EPathDrive *drive);

@@ -69,6 +69,29 @@ static void check_one(S2EOverlay *ov)
     CU_ASSERT(check_ok(&ov, 1));
 }
 
+/* @ovs are all the overlays of one memory account: what it counts is what
+ * they hold together, each node and block once. */
+static bool account_ok(S2EOverlay *const *ovs, size_t n)
+{
+    S2EOverlayMemory *mem = s2e_overlay_memory(ovs[0]);
+    S2EOverlayStats st;
+    uint64_t used = s2e_overlay_memory_used(mem);
+
+    for (size_t k = 1; k < n; k++) {
+        if (s2e_overlay_memory(ovs[k]) != mem) {
+            fprintf(stderr, "overlays of different accounts\n");
+            return false;
+        }
+    }
+    if (s2e_overlay_get_union_stats(ovs, n, &st) < 0 ||
+        used != st.data_bytes + st.meta_bytes) {
+        fprintf(stderr, "account counts %" PRIu64 " bytes, the overlays "
+                "hold %" PRIu64 "\n", used, st.data_bytes + st.meta_bytes);
+        return false;
+    }
+    return true;
+}
+
 /* Fill @buf with bytes derived from @tag and the position. */
 static void fill_pattern(void *buf, size_t len, uint64_t tag)
 {
@@ -583,6 +606,9 @@ static void model_check_all(Model *m)
     }
     if (!m->failed && !check_ok(ovs, m->n)) {
         model_fail(m, "s2e_overlay_check failed");
+    }
+    if (!m->failed && !account_ok(ovs, m->n)) {
+        model_fail(m, "the memory account is wrong");
     }
 }
 
@@ -1153,6 +1179,9 @@ static void sparse_check_all(SparseModel *m)
     if (!m->failed && !check_ok(ovs, m->n)) {
         sparse_fail(m, "s2e_overlay_check failed");
     }
+    if (!m->failed && !account_ok(ovs, m->n)) {
+        sparse_fail(m, "the memory account is wrong");
+    }
 }
 
 static void sparse_step(SparseModel *m)
@@ -1541,6 +1570,115 @@ static void test_enomem_model(void)
     CU_ASSERT(enomem > 100);
 }
 
+/* ---- limit: memory accounts with a limit --------------------------------- */
+
+#define LIMIT_BYTES (256 * 1024)
+
+/* Write 4 KiB blocks with tags from @tag on, one per 8 blocks of the disk
+ * (so nodes are made too), until one fails; returns how many succeeded and
+ * the error of the failed one in *err. */
+static uint64_t write_until_full(S2EOverlay *ov, uint64_t tag, int *err)
+{
+    unsigned char buf[4096];
+    uint64_t n = 0;
+
+    for (;;) {
+        fill_pattern(buf, sizeof(buf), tag + n);
+        *err = s2e_overlay_write(ov, n * 64, 8, buf);
+        if (*err < 0) {
+            return n;
+        }
+        n++;
+    }
+}
+
+static bool block_reads(S2EOverlay *ov, uint64_t i, uint64_t tag)
+{
+    unsigned char got[4096], want[4096];
+
+    fill_pattern(want, sizeof(want), tag + i);
+    return s2e_overlay_read(ov, i * 64, 8, got) == 0 &&
+           memcmp(got, want, sizeof(got)) == 0;
+}
+
+/* A write past the limit fails with ENOSPC, nothing written before is lost,
+ * and a discard or a lower use makes room again. */
+static void test_limit_enospc(void)
+{
+    S2EOverlayMemory *mem = s2e_overlay_memory_new(LIMIT_BYTES);
+    S2EOverlay *ov = s2e_overlay_new_in(UINT64_C(1) << 21, mem);
+    uint64_t n, before;
+    int err;
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ov);
+    CU_ASSERT_EQUAL(s2e_overlay_memory_limit(mem), LIMIT_BYTES);
+    n = write_until_full(ov, 100, &err);
+    CU_ASSERT_EQUAL(err, -ENOSPC);
+    CU_ASSERT(n > 40 && n < 64);
+    CU_ASSERT(s2e_overlay_memory_used(mem) <= LIMIT_BYTES);
+    CU_ASSERT(s2e_overlay_memory_used(mem) > LIMIT_BYTES - 2 * 4104);
+    check_one(ov);
+    CU_ASSERT(account_ok(&ov, 1));
+    for (uint64_t i = 0; i < n; i++) {
+        CU_ASSERT(block_reads(ov, i, 100));
+    }
+    /* Zeroing a written block gives its data back. */
+    before = s2e_overlay_memory_used(mem);
+    CU_ASSERT_EQUAL(s2e_overlay_write_zeroes(ov, 0, 8), 0);
+    CU_ASSERT(s2e_overlay_memory_used(mem) < before);
+    /* Discarding half makes room for as many again. */
+    CU_ASSERT_EQUAL(s2e_overlay_discard(ov, 0, (n / 2) * 64), 0);
+    CU_ASSERT(account_ok(&ov, 1));
+    CU_ASSERT(write_until_full(ov, 100, &err) >= n / 2);
+    CU_ASSERT_EQUAL(err, -ENOSPC);
+    /* A lower limit refuses writes and takes nothing away; raising it
+     * lets them through. */
+    s2e_overlay_memory_set_limit(mem, 4096);
+    CU_ASSERT_EQUAL(s2e_overlay_write(ov, 9999 * 8, 1, (char[512]){ 0 }),
+                    -ENOSPC);
+    CU_ASSERT(block_reads(ov, n - 1, 100));
+    s2e_overlay_memory_set_limit(mem, 0);
+    CU_ASSERT_EQUAL(s2e_overlay_write(ov, 9999 * 8, 1, (char[512]){ 0 }), 0);
+    check_one(ov);
+    CU_ASSERT(account_ok(&ov, 1));
+    s2e_overlay_free(ov);
+    CU_ASSERT_EQUAL(s2e_overlay_memory_used(mem), 0);
+    s2e_overlay_memory_unref(mem);
+}
+
+/* Forks share the account: shared data counts once, a copy on write counts
+ * against the same limit, a discard in a fork works even when it must copy
+ * shared nodes with the account full, and freeing a fork makes room. */
+static void test_limit_forks(void)
+{
+    S2EOverlayMemory *mem = s2e_overlay_memory_new(LIMIT_BYTES);
+    S2EOverlay *ovs[2];
+    uint64_t n, shared;
+    int err;
+
+    ovs[0] = s2e_overlay_new_in(UINT64_C(1) << 21, mem);
+    s2e_overlay_memory_unref(mem);          /* the overlays hold it now */
+    n = write_until_full(ovs[0], 7, &err);
+    shared = s2e_overlay_memory_used(mem);
+    ovs[1] = s2e_overlay_fork(ovs[0]);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ovs[1]);
+    CU_ASSERT_EQUAL(s2e_overlay_memory(ovs[1]), mem);
+    CU_ASSERT_EQUAL(s2e_overlay_memory_used(mem), shared);
+    CU_ASSERT_EQUAL(write_until_full(ovs[1], 500, &err), 0);
+    CU_ASSERT_EQUAL(err, -ENOSPC);
+    CU_ASSERT_EQUAL(s2e_overlay_discard(ovs[1], 64, 8), 0);
+    CU_ASSERT(check_ok(ovs, 2));
+    CU_ASSERT(account_ok(ovs, 2));
+    CU_ASSERT(block_reads(ovs[0], 1, 7));
+    s2e_overlay_free(ovs[0]);
+    CU_ASSERT(account_ok(&ovs[1], 1));
+    CU_ASSERT(s2e_overlay_memory_used(mem) < shared);
+    for (uint64_t i = 2; i < n; i++) {
+        CU_ASSERT(block_reads(ovs[1], i, 7));
+    }
+    s2e_overlay_free(ovs[1]);
+}
+
 /* ---- threads ------------------------------------------------------------- */
 
 typedef struct ThreadJob {
@@ -1603,6 +1741,7 @@ static void test_threads(void)
     ovs[1] = jobs[0].ov;
     ovs[2] = jobs[1].ov;
     CU_ASSERT(check_ok(ovs, 3));
+    CU_ASSERT(account_ok(ovs, 3));
     for (int k = 0; k < 3; k++) {
         s2e_overlay_free(ovs[k]);
     }
@@ -1630,6 +1769,8 @@ void s2e_test_register(void)
     s2e_test_add(memory, "single_512", test_memory_single_512);
     s2e_test_add(memory, "forks", test_memory_forks);
     s2e_test_add(memory, "prune", test_memory_prune);
+    s2e_test_add(memory, "limit_enospc", test_limit_enospc);
+    s2e_test_add(memory, "limit_forks", test_limit_forks);
 
     s2e_test_add(enomem, "life_cycle", test_enomem_life_cycle);
     s2e_test_add(enomem, "cow_path", test_enomem_cow_path);

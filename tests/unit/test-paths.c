@@ -397,8 +397,12 @@ static void test_errors(void)
     CU_ASSERT_EQUAL(s2e_pathset_unregister_drive(set, other), 0);
     CU_ASSERT_EQUAL(s2e_pathset_unregister_drive(set, NULL), -EINVAL);
 
-    /* replace_view: wrong size, the current overlay itself, NULL. */
+    /* replace_view: wrong size, another account, the current overlay
+     * itself, NULL. */
     ov = s2e_overlay_new(101);
+    CU_ASSERT_EQUAL(s2e_path_drive_replace_view(drive, ov, NULL), -EINVAL);
+    s2e_overlay_free(ov);
+    ov = s2e_overlay_new(s2e_path_drive_nb_sectors(drive));
     CU_ASSERT_EQUAL(s2e_path_drive_replace_view(drive, ov, NULL), -EINVAL);
     s2e_overlay_free(ov);
     CU_ASSERT_EQUAL(s2e_path_drive_replace_view(drive,
@@ -625,6 +629,55 @@ static void test_many_drives(void)
     s2e_pathset_free(set);
 }
 
+/* One drive's overlays in every path count against one limit: a write past
+ * it fails with ENOSPC in any path, loadvm's fresh overlay counts too, and
+ * freeing a path makes room. */
+static void test_overlay_limit(void)
+{
+    S2EPathSet *set = s2e_pathset_new();
+    S2EPathDrive *d;
+    S2EPath *p0, *p1;
+    uint64_t used, limit, before;
+    int n0 = 0, n1 = 0, ret;
+
+    CU_ASSERT_EQUAL_FATAL(s2e_pathset_register_drive(set, "d", 1 << 20,
+                                                     &fake_ops, &d), 0);
+    s2e_path_drive_set_overlay_limit(d, 128 * 1024);
+    p0 = s2e_pathset_current(set);
+    while ((ret = write_tag(d, 0, (uint64_t)n0 * 64, 8, 11)) == 0) {
+        n0++;
+    }
+    CU_ASSERT_EQUAL(ret, -ENOSPC);
+    s2e_path_drive_memory(d, &used, &limit);
+    CU_ASSERT_EQUAL(limit, 128 * 1024);
+    CU_ASSERT(used <= limit && used > limit - 2 * 4104);
+
+    /* A forked path shares the data and the limit. */
+    p1 = s2e_pathset_fork(set, p0);
+    CU_ASSERT_EQUAL(s2e_pathset_switch(set, p1), 0);
+    CU_ASSERT_EQUAL(write_tag(d, 1, 0, 8, 12), -ENOSPC);
+    CU_ASSERT(reads_tag(s2e_path_drive_overlay(d), 0, 0, 8, 11));
+    /* Discarding in the fork frees nothing shared; freeing the other path
+     * does, and the fork can write again. */
+    CU_ASSERT_EQUAL(s2e_overlay_discard(s2e_path_drive_overlay(d), 0,
+                                        (uint64_t)n0 * 64), 0);
+    s2e_path_drive_memory(d, &before, &limit);
+    CU_ASSERT_EQUAL(s2e_pathset_free_path(set, p0), 0);
+    s2e_path_drive_memory(d, &used, &limit);
+    CU_ASSERT(used < before);
+    while (write_tag(d, 1, (uint64_t)n1 * 64, 8, 12) == 0) {
+        n1++;
+    }
+    CU_ASSERT(n1 >= n0 - 1);
+
+    /* loadvm's fresh overlay is in the drive's account. */
+    CU_ASSERT_EQUAL(s2e_path_drive_replace_view(d,
+                        s2e_path_drive_new_overlay(d), NULL), 0);
+    s2e_path_drive_memory(d, &used, &limit);
+    CU_ASSERT_EQUAL(used, 0);
+    s2e_pathset_free(set);
+}
+
 /* loadvm replaces the view of the current path only. */
 static void test_replace_view(void)
 {
@@ -642,7 +695,7 @@ static void test_replace_view(void)
                                                &d1), 0);
 
     /* "-loadvm" at start-up: path 0 gets snapshot A on d0. */
-    ov = s2e_overlay_new(300);
+    ov = s2e_path_drive_new_overlay(d0);
     snap_a.refs++;                          /* the caller's reference */
     CU_ASSERT_EQUAL(s2e_path_drive_replace_view(d0, ov, &snap_a), 0);
     CU_ASSERT_EQUAL(snap_a.refs, 1);
@@ -661,7 +714,7 @@ static void test_replace_view(void)
     /* loadvm B in path 1: only path 1's view of d0 changes. */
     CU_ASSERT_EQUAL(s2e_pathset_switch(set, p1), 0);
     CU_ASSERT_PTR_EQUAL(s2e_path_drive_layer(d0), &snap_a);
-    ov = s2e_overlay_new(300);
+    ov = s2e_path_drive_new_overlay(d0);
     snap_b.refs++;
     CU_ASSERT_EQUAL(s2e_path_drive_replace_view(d0, ov, &snap_b), 0);
     CU_ASSERT_EQUAL(snap_a.refs, 2);
@@ -679,10 +732,10 @@ static void test_replace_view(void)
     CU_ASSERT_PTR_EQUAL(s2e_path_drive_overlay(d0), view_overlay(set, p2, d0));
 
     /* Loading with no layer, and the same layer again. */
-    ov = s2e_overlay_new(300);
+    ov = s2e_path_drive_new_overlay(d0);
     CU_ASSERT_EQUAL(s2e_path_drive_replace_view(d0, ov, NULL), 0);
     CU_ASSERT_EQUAL(snap_a.refs, 1);
-    ov = s2e_overlay_new(300);
+    ov = s2e_path_drive_new_overlay(d0);
     snap_a.refs++;
     CU_ASSERT_EQUAL(s2e_path_drive_replace_view(d0, ov, &snap_a), 0);
     CU_ASSERT_EQUAL(snap_a.refs, 2);
@@ -693,7 +746,7 @@ static void test_replace_view(void)
     CU_ASSERT_EQUAL(snap_b.refs, 0);
 
     /* So does freeing a path and the set. */
-    ov = s2e_overlay_new(50);
+    ov = s2e_path_drive_new_overlay(d1);
     snap_b.refs++;
     CU_ASSERT_EQUAL(s2e_path_drive_replace_view(d1, ov, &snap_b), 0);
     p1 = s2e_pathset_fork(set, NULL);
@@ -784,9 +837,11 @@ static void test_fork_enomem(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(set);
     p0 = s2e_pathset_current(set);
     for (int k = 0; k < 3; k++) {
-        S2EOverlay *ov = s2e_overlay_new(64);
+        S2EOverlay *ov;
+
         CU_ASSERT_EQUAL(s2e_pathset_register_drive(set, "d", 64, &fake_ops,
                                                    &d[k]), 0);
+        ov = s2e_path_drive_new_overlay(d[k]);
         layer.refs++;
         CU_ASSERT_EQUAL(s2e_path_drive_replace_view(d[k], ov, &layer), 0);
         CU_ASSERT_EQUAL(write_tag(d[k], k, 0, 8, 20 + k), 0);
@@ -1176,7 +1231,7 @@ static void op_replace(Model *m)
         s2e_overlay_free(ov);
         return;
     }
-    ov = s2e_overlay_new(md->nb);
+    ov = s2e_path_drive_new_overlay(md->drive);
     MCHECK(m, ov != NULL);
     memset(v->tags, 0, md->nb * sizeof(*v->tags));
     if (rnd(m, 2)) {
@@ -1692,6 +1747,7 @@ void s2e_test_register(void)
     s2e_test_add(s, "after-paths", test_drive_after_paths);
     s2e_test_add(s, "many", test_many_drives);
     s2e_test_add(s, "replace-view", test_replace_view);
+    s2e_test_add(s, "overlay-limit", test_overlay_limit);
 
     s = s2e_test_suite("stats");
     s2e_test_add(s, "return", test_stats_return);
