@@ -400,6 +400,69 @@ int coroutine_fn GRAPH_RDLOCK s2e_read_below_overlay(BlockDriverState *bs,
     return 0;
 }
 
+/* The runs of a read that the overlay does not hold: few, usually. */
+typedef struct S2ERun {
+    uint64_t sector;
+    uint64_t count;
+} S2ERun;
+
+typedef struct S2EAbsentRuns {
+    S2ERun *run;
+    size_t n, cap;
+    S2ERun inline_runs[8];
+} S2EAbsentRuns;
+
+static int s2e_absent_runs_add(S2EAbsentRuns *r, uint64_t sector,
+                               uint64_t count)
+{
+    if (r->n == r->cap) {
+        S2ERun *more = g_try_new(S2ERun, r->cap * 2);
+
+        if (!more) {
+            return -ENOMEM;
+        }
+        memcpy(more, r->run, r->n * sizeof(*more));
+        if (r->run != r->inline_runs) {
+            g_free(r->run);
+        }
+        r->run = more;
+        r->cap *= 2;
+    }
+    r->run[r->n++] = (S2ERun){ sector, count };
+    return 0;
+}
+
+/* Copy what the overlay holds of the request into @qiov and list the runs
+ * it does not hold, all without yielding. */
+static int s2e_read_overlay(S2EOverlay *ov, uint64_t first, uint64_t count,
+                            QEMUIOVector *qiov, S2EAbsentRuns *absent)
+{
+    uint64_t pos = 0;
+
+    while (pos < count) {
+        S2EExtentKind kind;
+        uint64_t n;
+        int ret = s2e_overlay_extent(ov, first + pos, count - pos, &kind, &n);
+
+        if (ret == 0 && kind == S2E_EXTENT_ABSENT) {
+            ret = s2e_absent_runs_add(absent, first + pos, n);
+        }
+        if (ret < 0) {
+            return ret;
+        }
+        pos += n;
+    }
+    return s2e_overlay_readv(ov, first, count, qiov->iov, qiov->niov);
+}
+
+/*
+ * The overlay's part of a read is copied first, before anything yields:
+ * a base read yields, and a discard or write in the meantime may drop or
+ * replace the overlay's sectors, which a copy after the yield would then
+ * miss (leaving the caller's buffer unwritten) or take from a newer write.
+ * Each sector returns the data it held when the read began, or, for runs
+ * the overlay did not hold, what the layers below hold.
+ */
 static int coroutine_fn GRAPH_RDLOCK
 s2e_co_preadv(BlockDriverState *bs, int64_t offset, int64_t bytes,
               QEMUIOVector *qiov, BdrvRequestFlags flags)
@@ -407,12 +470,12 @@ s2e_co_preadv(BlockDriverState *bs, int64_t offset, int64_t bytes,
     BDRVS2EState *s = bs->opaque;
     uint64_t first = offset / S2E_SECTOR_SIZE;
     uint64_t count = bytes / S2E_SECTOR_SIZE;
-    uint64_t pos = 0;
     int ret = s2e_check_range(s, offset, bytes);
     /* The view is fixed for the whole request (paths switch between
      * requests only). */
     S2EOverlay *ov = s2e_cur_overlay(s);
     S2ESnapshot *layer = s2e_cur_layer(s);
+    S2EAbsentRuns absent = { .cap = G_N_ELEMENTS(absent.inline_runs) };
 
     if (ret < 0) {
         return ret;
@@ -420,28 +483,18 @@ s2e_co_preadv(BlockDriverState *bs, int64_t offset, int64_t bytes,
     if (s->engine.disk_rw) {
         return s2e_engine_co_preadv(bs, first, count, qiov);
     }
-
-    /* Lower layers first, one read per absent run; they may yield. */
-    while (pos < count) {
-        S2EExtentKind kind;
-        uint64_t n;
-
-        ret = s2e_overlay_extent(ov, first + pos, count - pos, &kind, &n);
-        if (ret < 0) {
-            return ret;
-        }
-        if (kind == S2E_EXTENT_ABSENT) {
-            ret = s2e_read_below_overlay(bs, layer, first + pos, n, qiov,
-                                         pos * S2E_SECTOR_SIZE);
-            if (ret < 0) {
-                return ret;
-            }
-        }
-        pos += n;
+    absent.run = absent.inline_runs;
+    ret = s2e_read_overlay(ov, first, count, qiov, &absent);
+    for (size_t i = 0; i < absent.n && ret == 0; i++) {
+        ret = s2e_read_below_overlay(bs, layer, absent.run[i].sector,
+                                     absent.run[i].count, qiov,
+                                     (absent.run[i].sector - first) *
+                                     S2E_SECTOR_SIZE);
     }
-
-    /* Then the overlay's own data, without yielding in between. */
-    return s2e_overlay_readv(ov, first, count, qiov->iov, qiov->niov);
+    if (absent.run != absent.inline_runs) {
+        g_free(absent.run);
+    }
+    return ret;
 }
 
 static int coroutine_fn GRAPH_RDLOCK

@@ -84,6 +84,30 @@ class QemuIoTest(S2ETestCase):
                             "read -v 8192 8192", "read -P 0x77 0 8192"])
         self.assertEqual(dumped_bytes(out), read_range(img, 8192, 8192))
 
+    def test_read_racing_a_discard_returns_old_or_new_data(self):
+        """A read that waits for the base (a throttled file child) while a
+        discard drops overlay sectors it also covers returns what those
+        sectors held before or after the discard -- never the caller's
+        untouched buffer (qemu-io fills it with 0xab)."""
+        img = os.path.join(self.tmp, "rc.s2e")
+        with open(img, "wb") as f:
+            f.write(b"\x11" * (4 * MiB))
+        self.protect(img)
+        opts = ("driver=s2e,file.driver=throttle,file.throttle-group=tg,"
+                "file.file.driver=file,file.file.filename=%s" % img)
+        out = qemu_io(None, ["write -P 0x77 0 4k",
+                             "aio_read 1M 64k",       # holds the throttle
+                             "aio_read -v 0 8k",      # overlay + base run
+                             "discard 0 4k",
+                             "aio_flush"],
+                      extra=["--object", "throttle-group,id=tg,"
+                             "x-bps-total=16384", "-d", "unmap"],
+                      image_opts=opts)
+        data = dumped_bytes(out)
+        self.assertEqual(len(data), 8192, out)
+        self.assertIn(data[:4096], (b"\x77" * 4096, b"\x11" * 4096), out)
+        self.assertEqual(data[4096:], b"\x11" * 4096)
+
     def test_map_covers_the_disk_after_writes_and_zeroes(self):
         # Overlay data, zeroed ranges and the base are all this image's own
         # data (the base is not a backing file), so all of it is allocated.
