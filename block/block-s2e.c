@@ -533,12 +533,24 @@ s2e_co_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t bytes,
                                     bytes / S2E_SECTOR_SIZE);
 }
 
+/*
+ * Discard whole sectors only.  QEMU passes the unaligned head and tail of
+ * a discard down on their own (discard is advisory, and devices may
+ * coalesce pieces) and expects -ENOTSUP for what the driver cannot
+ * discard; an error such as -EINVAL would fail the whole request.
+ */
 static int coroutine_fn s2e_co_pdiscard(BlockDriverState *bs, int64_t offset,
                                         int64_t bytes)
 {
     BDRVS2EState *s = bs->opaque;
-    int ret = s2e_check_range(s, offset, bytes);
+    int64_t start = QEMU_ALIGN_UP(offset, S2E_SECTOR_SIZE);
+    int64_t end = QEMU_ALIGN_DOWN(offset + bytes, S2E_SECTOR_SIZE);
+    int ret;
 
+    if (offset < 0 || bytes < 0 || end <= start) {
+        return offset < 0 || bytes < 0 ? -EINVAL : -ENOTSUP;
+    }
+    ret = s2e_check_range(s, start, end - start);
     if (ret < 0) {
         return ret;
     }
@@ -546,8 +558,8 @@ static int coroutine_fn s2e_co_pdiscard(BlockDriverState *bs, int64_t offset,
         /* Discard is advisory; the engine's sectors stay as they are. */
         return 0;
     }
-    return s2e_overlay_discard(s2e_cur_overlay(s), offset / S2E_SECTOR_SIZE,
-                               bytes / S2E_SECTOR_SIZE);
+    return s2e_overlay_discard(s2e_cur_overlay(s), start / S2E_SECTOR_SIZE,
+                               (end - start) / S2E_SECTOR_SIZE);
 }
 
 static int coroutine_fn GRAPH_RDLOCK

@@ -108,6 +108,16 @@ class QemuIoTest(S2ETestCase):
         self.assertIn(data[:4096], (b"\x77" * 4096, b"\x11" * 4096), out)
         self.assertEqual(data[4096:], b"\x11" * 4096)
 
+    def test_unaligned_discard_drops_whole_sectors_only(self):
+        """QEMU passes a discard's unaligned head and tail down on their
+        own: they are not an error, and only whole sectors are dropped."""
+        img = self.base()
+        out = qemu_io(img, ["write -P 0x55 0 8k", "discard 1000 3000",
+                            "read -v 0 8k"])
+        want = (b"\x55" * 1024 + read_range(img, 1024, 2560) +
+                b"\x55" * (8192 - 3584))
+        self.assertEqual(dumped_bytes(out), want)
+
     def test_map_covers_the_disk_after_writes_and_zeroes(self):
         # Overlay data, zeroed ranges and the base are all this image's own
         # data (the base is not a backing file), so all of it is allocated.
