@@ -13,7 +13,9 @@
  *   last-fork   int      r       id of the path created by the latest fork
  *   free        int      w       free that path (not the current one)
  *   paths       string   r       live path ids, ascending, space separated
- *   stats       string   r       per path: "ID:OWN_BYTES:SHARED_BYTES"
+ *   stats       string   r       per path: "ID:OWN_BYTES:SHARED_BYTES",
+ *                                then per drive: "drive:NODE:USED:LIMIT"
+ *                                (overlay memory in all paths; 0: no limit)
  *
  *   (qemu) qom-set /objects/s2e-paths fork 0
  *   (qemu) qom-get /objects/s2e-paths last-fork
@@ -183,6 +185,25 @@ static char *s2e_qom_get_paths(Object *obj, Error **errp)
     return g_string_free(out, false);
 }
 
+/* " drive:NODE:USED:LIMIT" for every drive: what the overlay-limit
+ * option bounds (lock-free counters, so no drain). */
+static void s2e_qom_append_drive_memory(S2EPathSet *set, GString *out)
+{
+    size_t count = s2e_pathset_drives(set, NULL, 0);
+    g_autofree S2EPathDrive **drives = g_new(S2EPathDrive *, count + 1);
+    /* Drives come and go in the main loop only, like this getter. */
+    size_t n = MIN(count, s2e_pathset_drives(set, drives, count));
+
+    for (size_t i = 0; i < n; i++) {
+        uint64_t used, limit;
+
+        s2e_path_drive_memory(drives[i], &used, &limit);
+        g_string_append_printf(out, "%sdrive:%s:%" PRIu64 ":%" PRIu64,
+                               out->len ? " " : "",
+                               s2e_path_drive_name(drives[i]), used, limit);
+    }
+}
+
 static char *s2e_qom_get_stats(Object *obj, Error **errp)
 {
     S2EPathSet *set = s2e_qom_set(errp);
@@ -206,6 +227,7 @@ static char *s2e_qom_get_stats(Object *obj, Error **errp)
         }
     }
     bdrv_drain_all_end();
+    s2e_qom_append_drive_memory(set, out);
     return g_string_free(out, false);
 }
 

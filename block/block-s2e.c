@@ -41,6 +41,7 @@
 #include "block-s2e.h"
 
 #define S2E_OPT_SNAPSHOT_DIR "snapshot-dir"
+#define S2E_OPT_OVERLAY_LIMIT "overlay-limit"
 
 /* Largest bounce buffer for reads of the snapshot layer. */
 #define S2E_BOUNCE_MAX (1024 * 1024)
@@ -54,6 +55,13 @@ static QemuOptsList s2e_runtime_opts = {
             .type = QEMU_OPT_STRING,
             .help = "Directory for snapshot files IMAGE.NAME "
                     "(default: the directory of the base image)",
+        },
+        {
+            .name = S2E_OPT_OVERLAY_LIMIT,
+            .type = QEMU_OPT_SIZE,
+            .help = "Most memory (bytes; k, M, G, T suffixes) the overlays "
+                    "of this drive may hold in all paths together; a write "
+                    "past it fails with ENOSPC (default: no limit)",
         },
         { /* end of list */ }
     },
@@ -247,6 +255,8 @@ static int GRAPH_RDLOCK s2e_open_base(BlockDriverState *bs, QemuOpts *opts,
     if (ret < 0) {
         return ret;
     }
+    s2e_path_drive_set_overlay_limit(s->pdrive,
+        qemu_opt_get_size(opts, S2E_OPT_OVERLAY_LIMIT, 0));
     ret = s2e_setup_snapshot_location(bs,
                                       qemu_opt_get(opts, S2E_OPT_SNAPSHOT_DIR),
                                       errp);

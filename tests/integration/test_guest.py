@@ -180,7 +180,7 @@ class GuestTest(S2ETestCase):
         g = self.guest("paths")
         g.start()
         stats = W.two_paths(g, self.exp)
-        self.assertRegex(stats, r"^0:\d+:\d+ \d+:\d+:\d+$")
+        self.assertRegex(stats, r"^0:\d+:\d+ \d+:\d+:\d+ drive:\S+:\d+:0$")
         self.assertEqual(g.quit(), 0)
 
     def test_touched_base_refused(self):

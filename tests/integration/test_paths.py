@@ -113,7 +113,7 @@ class PathsTest(S2ETestCase):
                                property="last-fork")["return"]
         stats = vm.qmp.execute("qom-get", path=OBJ, property="stats")["return"]
         parsed = {int(p.split(":")[0]): p.split(":")[1:]
-                  for p in stats.split()}
+                  for p in stats.split() if not p.startswith("drive:")}
         # Right after the fork all data is shared.
         self.assertEqual(int(parsed[child][0]), 0)
         self.assertGreaterEqual(int(parsed[child][1]), MiB)
@@ -123,8 +123,55 @@ class PathsTest(S2ETestCase):
         vm.qemu_io("virtio0", "write -P 0x45 0 64k")
         stats = vm.qmp.execute("qom-get", path=OBJ, property="stats")["return"]
         parsed = {int(p.split(":")[0]): p.split(":")[1:]
-                  for p in stats.split()}
+                  for p in stats.split() if not p.startswith("drive:")}
         self.assertGreaterEqual(int(parsed[child][0]), 64 * 1024)
+
+    def drive_memory(self, vm, node):
+        """(used, limit) of @node's overlays, from the stats."""
+        for item in self.get(vm, "stats").split():
+            f = item.split(":")
+            if f[0] == "drive" and f[1] == node:
+                return int(f[2]), int(f[3])
+        self.fail("no drive %s in the stats" % node)
+
+    def test_overlay_limit(self):
+        """overlay-limit bounds what a drive's overlays hold in all paths:
+        a write past it fails with ENOSPC, QEMU keeps running (it used to
+        abort on the request after an ENOMEM), written data stays, the
+        stats show it, and discarding or freeing a path makes room."""
+        img = self.base(size=64 * MiB)
+        vm = self.qemu([DRIVE % img + ",overlay-limit=1M,node-name=disk0,"
+                        "discard=unmap"])
+        chunk = 256 * 1024
+        outs = [vm.qemu_io("virtio0", "write -P 0x%02x %d 256k"
+                           % (0x30 + i, i * chunk)) for i in range(4)]
+        for i in range(3):
+            self.assertIn("wrote 262144/262144", outs[i])
+        self.assertIn("No space left on device", outs[3])
+        used, limit = self.drive_memory(vm, "disk0")
+        self.assertEqual(limit, MiB)
+        self.assertLessEqual(used, MiB)
+        self.assertGreater(used, 3 * chunk)
+        for _ in range(3):      # more requests: QEMU keeps running
+            self.assertIn("No space left on device",
+                          vm.qemu_io("virtio0", "write -P 1 8M 256k"))
+        self.assertTrue(vm.alive())
+        for i in range(3):
+            self.assertTrue(self.reads(vm, 0x30 + i, i * chunk, "256k"))
+        # A fork shares everything and the limit.
+        child = self.fork(vm, 0)
+        self.switch(vm, child)
+        self.assertIn("No space left on device",
+                      vm.qemu_io("virtio0", "write -P 2 0 64k"))
+        # Freeing path 0 drops nothing the child shares; discarding in the
+        # child then gives the data back.
+        self.assertEqual(self.set(vm, "free", 0), "")
+        self.assertIn("discard", vm.qemu_io("virtio0", "discard 0 512k"))
+        self.assertLess(self.drive_memory(vm, "disk0")[0], used - chunk)
+        self.assertIn("wrote 262144/262144",
+                      vm.qemu_io("virtio0", "write -P 0x40 0 256k"))
+        self.assertTrue(self.reads(vm, 0x40, 0, "256k"))
+        self.assertTrue(self.reads(vm, 0x32, 2 * chunk, "256k"))
 
     def test_two_drives_one_path_view(self):
         a = self.base("a.raw.s2e", seed=1)
