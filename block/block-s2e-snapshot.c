@@ -62,7 +62,7 @@ static int s2e_start_writer(BlockDriverState *bs, Error **errp)
     if (!s2e_require_snapshot_dir(s, errp)) {
         return -EINVAL;
     }
-    ret = s2e_current_base_identity(bs, &id, errp);
+    ret = s2e_snapshot_base_identity(bs, &id, errp);
     if (ret < 0) {
         return ret;
     }
@@ -359,7 +359,7 @@ static S2ESnapshot *s2e_open_for_goto(BlockDriverState *bs, const char *name)
     GError *gerr = NULL;
 
     if (!s2e_require_snapshot_dir(s, &err) ||
-        s2e_current_base_identity(bs, &id, &err) < 0) {
+        s2e_snapshot_base_identity(bs, &id, &err) < 0) {
         error_report_err(err);
         return NULL;
     }

@@ -87,24 +87,47 @@ static bool s2e_base_is_local_file(BlockDriverState *file_bs)
     return proto && !strcmp(proto, "file");
 }
 
-int s2e_current_base_identity(BlockDriverState *bs, S2EBaseIdentity *id,
-                              Error **errp)
+int s2e_snapshot_base_identity(BlockDriverState *bs, S2EBaseIdentity *id,
+                               Error **errp)
 {
     BDRVS2EState *s = bs->opaque;
     GError *gerr = NULL;
 
-    if (s->base_is_local_file) {
-        if (s2e_base_identity_from_path(s->image_path, id, &gerr) < 0) {
+    if (s->base_error) {
+        error_setg(errp, "%s", s->base_error);
+        return -EIO;
+    }
+    if (s->base_file) {
+        if (s2e_base_file_check(s->base_file, &gerr) < 0) {
             error_setg(errp, "%s", gerr->message);
             g_error_free(gerr);
-            return -EIO;
+            return -ESTALE;
         }
+        *id = *s2e_base_file_identity(s->base_file);
         return 0;
     }
     memset(id, 0, sizeof(*id));
     id->size = s->length;
     id->has_mtime = false;
     return 0;
+}
+
+/* Hold the local base image open for its identity (S2EBaseFile).  QEMU
+ * opened it a moment ago by the same name.  Failing to is not fatal for
+ * I/O: snapshots are refused with the reason. */
+static void s2e_open_base_file(BDRVS2EState *s, const char *filename)
+{
+    GError *gerr = NULL;
+
+    s->base_file = s2e_base_file_open(filename, &gerr);
+    if (s->base_file) {
+        s->image_path = g_strdup(s2e_base_file_path(s->base_file));
+        return;
+    }
+    s->image_path = s2e_path_absolute(filename);
+    s->base_error = g_strdup_printf("Snapshots of '%s' are not possible: %s",
+                                    s->image_path, gerr->message);
+    g_error_free(gerr);
 }
 
 /* The file name snapshots of a base that is not a local file are named
@@ -155,10 +178,10 @@ static int GRAPH_RDLOCK s2e_setup_snapshot_location(BlockDriverState *bs,
 {
     BDRVS2EState *s = bs->opaque;
     BlockDriverState *file_bs = bs->file->bs;
+    bool local = s2e_base_is_local_file(file_bs);
 
-    s->base_is_local_file = s2e_base_is_local_file(file_bs);
-    if (s->base_is_local_file) {
-        s->image_path = g_strdup(file_bs->filename);
+    if (local) {
+        s2e_open_base_file(s, file_bs->filename);
     } else if (snapshot_dir) {
         bdrv_refresh_filename(file_bs);
         s->image_path = s2e_remote_base_name(file_bs);
@@ -169,8 +192,8 @@ static int GRAPH_RDLOCK s2e_setup_snapshot_location(BlockDriverState *bs,
     }
 
     if (snapshot_dir) {
-        s->snapshot_dir = g_strdup(snapshot_dir);
-    } else if (s->base_is_local_file) {
+        s->snapshot_dir = s2e_path_absolute(snapshot_dir);
+    } else if (local) {
         s->snapshot_dir = g_path_get_dirname(s->image_path);
     } else {
         /* Snapshots of a remote base need snapshot-dir; I/O still works. */
@@ -321,6 +344,8 @@ static void s2e_close(BlockDriverState *bs)
         s2e_pathset_unregister_drive(s2e_paths_default(), s->pdrive);
         s->pdrive = NULL;
     }
+    s2e_base_file_close(s->base_file);
+    g_free(s->base_error);
     g_free(s->image_path);
     g_free(s->snapshot_dir);
 }

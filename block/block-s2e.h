@@ -47,10 +47,16 @@ typedef struct BDRVS2EState {
     int64_t length;          /* bytes, fixed at open */
     uint64_t nb_sectors;     /* length rounded up to whole sectors */
 
-    /* Where snapshot files live and what they are named after. */
+    /* Where snapshot files live and what they are named after, made
+     * absolute at open (QEMU may chdir("/") later, e.g. -daemonize). */
     char *image_path;        /* the base image as a local path */
     char *snapshot_dir;      /* the directory holding IMAGE.NAME files */
-    bool base_is_local_file; /* identity includes the mtime */
+    /* A local base as opened: its identity for snapshots, and how to tell
+     * it changed since.  NULL for a base that is not a local file (its
+     * identity is its size), or when it could not be opened (then
+     * base_error says why snapshots are refused). */
+    S2EBaseFile *base_file;
+    char *base_error;
 
     S2EEngine engine;
 } BDRVS2EState;
@@ -69,9 +75,12 @@ int s2e_snapshot_delete_cb(BlockDriverState *bs, const char *snapshot_id,
 int s2e_snapshot_list_cb(BlockDriverState *bs, QEMUSnapshotInfo **psn_info);
 void s2e_snapshot_glue_close(BDRVS2EState *s);
 
-/* The base image's identity now (stat of the local file, or the size). */
-int s2e_current_base_identity(BlockDriverState *bs, S2EBaseIdentity *id,
-                              Error **errp);
+/* The base image's identity for a snapshot: that of the file opened,
+ * after checking it is unchanged and still the file its path names; the
+ * size for a base that is not a local file.  -ESTALE or -EIO and *errp
+ * saying why not. */
+int s2e_snapshot_base_identity(BlockDriverState *bs, S2EBaseIdentity *id,
+                               Error **errp);
 
 /* The current path's view of a drive.  A request fetches it once. */
 static inline S2EOverlay *s2e_cur_overlay(BDRVS2EState *s)

@@ -17,7 +17,8 @@ import subprocess
 import time
 import unittest
 
-from s2etest import (MiB, S2ETestCase, S2E_SNAPSHOT, file_state, run, s2e)
+from s2etest import (QEMU_SYSTEM, S2E_RUN, MiB, Monitor, S2ETestCase,
+                     S2E_SNAPSHOT, file_state, run, s2e)
 
 DRIVE = "file=%s,format=s2e,if=virtio"
 
@@ -383,6 +384,95 @@ class SnapshotTest(S2ETestCase):
                 old_state = file_state(old)
             resume.quit()
         print("kill outcomes:", outcomes)
+
+class BaseIdentityTest(S2ETestCase):
+    """The identity a snapshot records is that of the base file QEMU
+    opened, and savevm/loadvm refuse, with the reason in the monitor, when
+    that file changed or its path names another file since."""
+
+    def filled(self, name, value, size=8 * MiB):
+        path = os.path.join(self.tmp, name)
+        with open(path, "wb") as f:
+            f.write(bytes([value]) * size)
+        return path
+
+    def refused(self, vm, command, *needles):
+        """Run @command; it must fail, with every needle in what QEMU said
+        (monitor reply and output)."""
+        before = len(vm.output())
+        reply = vm.hmp.cmd(command, timeout=300)
+        said = reply + vm.output()[before:]
+        self.assertIn("Error", said)
+        for n in needles:
+            self.assertIn(n, said)
+        self.assertTrue(vm.alive())
+        return said
+
+    def test_base_replaced_by_mv_is_refused(self):
+        img = self.filled("disk.s2e", 0x11)
+        new = self.filled("new.raw", 0xcc)
+        vm = self.qemu([DRIVE % img])
+        self.assertTrue(ok(vm.qemu_io("virtio0", "read -P 0x11 1M 4k")))
+        os.rename(new, img)
+        # The guest still reads the file that was opened ...
+        self.assertTrue(ok(vm.qemu_io("virtio0", "read -P 0x11 1M 4k")))
+        vm.qemu_io("virtio0", "write -P 0x22 0 4k")
+        # ... which the path no longer names: no snapshot of it.
+        self.refused(vm, "savevm s", "replaced while in use", img)
+        self.assertFalse(os.path.exists(img + ".s"))
+        self.protect(img)
+
+    def test_base_truncated_while_running_is_refused(self):
+        img = self.filled("disk.s2e", 0x11)
+        vm = self.qemu([DRIVE % img])
+        self.assertEqual(vm.hmp.cmd("savevm before"), "")
+        os.truncate(img, 4 * MiB)
+        self.refused(vm, "savevm s", "changed while in use",
+                     "8388608 -> 4194304")
+        self.assertFalse(os.path.exists(img + ".s"))
+        self.refused(vm, "loadvm before", "changed while in use")
+        self.protect(img)
+
+    def test_base_renamed_away_is_refused(self):
+        img = self.filled("disk.s2e", 0x11)
+        vm = self.qemu([DRIVE % img])
+        os.rename(img, img + ".moved")
+        self.refused(vm, "savevm s", "renamed or deleted", img)
+        self.assertEqual(os.listdir(self.tmp).count("disk.s2e.s"), 0)
+
+    def test_relative_paths_after_daemonize(self):
+        """-daemonize changes directory to /: relative image and
+        snapshot-dir paths are resolved at open."""
+        img = self.base("rel.s2e")
+        os.mkdir(os.path.join(self.tmp, "snaps"))
+        mon = os.path.join(self.tmp, "mon.sock")
+        pidfile = os.path.join(self.tmp, "qemu.pid")
+        run([S2E_RUN, QEMU_SYSTEM, "-M", "pc", "-nodefaults", "-display",
+             "none", "-S", "-daemonize", "-pidfile", pidfile,
+             "-monitor", "unix:%s,server=on,wait=off" % mon,
+             "-drive", "if=none,id=d0,file=rel.s2e,format=s2e",
+             "-drive", "if=none,id=d1,file=%s,format=s2e,snapshot-dir=snaps"
+             % self.base("other.s2e", seed=2)], cwd=self.tmp)
+        with open(pidfile) as f:
+            pid = int(f.read())
+        self.addCleanup(kill_pid, pid)
+        hmp = Monitor(mon)
+        self.addCleanup(hmp.close)
+        hmp.cmd('qemu-io d0 "write -P 0x5a 0 4k"')
+        self.assertEqual(hmp.cmd("savevm s"), "")
+        self.assertTrue(os.path.exists(img + ".s"))
+        self.assertTrue(os.path.exists(os.path.join(self.tmp, "snaps",
+                                                    "other.s2e.s")))
+        self.assertIn("s", hmp.cmd("info snapshots"))
+        self.assertEqual(hmp.cmd("loadvm s"), "")
+
+
+def kill_pid(pid):
+    try:
+        os.kill(pid, 9)
+    except ProcessLookupError:
+        pass
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
