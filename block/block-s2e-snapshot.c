@@ -8,6 +8,8 @@
  * snapshot_create adds this drive's dirty sectors -- the loaded snapshot's
  * sectors merged with the overlay -- and commits the file as IMAGE.NAME.
  * Drives that do not hold the VM state get a file with sectors only.
+ * A failure while the VM state streams in is reported by snapshot_create,
+ * where the monitor hears it (s2e_hold_save_error()).
  *
  * loadvm calls bdrv_snapshot_goto() on every drive, resets the machine and
  * reads the VM state through bdrv_load_vmstate() in 32 KiB steps (the last
@@ -85,42 +87,64 @@ static void s2e_abort_writer(BDRVS2EState *s)
     s->pending_vmstate_bytes = 0;
 }
 
+/*
+ * A failure while the VM state streams in is held, not reported: QEMU's VM
+ * state callbacks run in a coroutine with no Error ** and no monitor, so
+ * error_report() there goes to stderr (/dev/null after -daemonize) and the
+ * monitor only sees "Input/output error".  The rest of the VM state is
+ * ignored, and s2e_snapshot_create_cb(), which runs in the monitor's
+ * context, reports the reason and fails the savevm.  Nothing is written
+ * in the meantime: the writer is gone (or was never created).
+ */
+static void s2e_hold_save_error(BDRVS2EState *s, Error *err)
+{
+    s2e_abort_writer(s);
+    if (!s->save_error) {
+        s->save_error = err;
+    } else {
+        error_free(err);
+    }
+}
+
+static void s2e_clear_save_error(BDRVS2EState *s)
+{
+    g_clear_pointer(&s->save_error, error_free);
+}
+
 int coroutine_fn s2e_co_save_vmstate(BlockDriverState *bs, QEMUIOVector *qiov,
                                      int64_t pos)
 {
     BDRVS2EState *s = bs->opaque;
     Error *err = NULL;
     GError *gerr = NULL;
-    int ret;
 
-    if (pos == 0 && s->pending) {
-        /* An earlier savevm failed before snapshot_create: start over. */
+    if (pos == 0) {
+        /* A new savevm: forget what an earlier one left. */
         s2e_abort_writer(s);
+        s2e_clear_save_error(s);
+        if (s2e_start_writer(bs, &err) < 0) {
+            s2e_hold_save_error(s, err);
+        }
+    } else if (!s->pending && !s->save_error) {
+        error_setg(&err, "VM state written at %" PRId64 " without a start",
+                   pos);
+        s2e_hold_save_error(s, err);
     }
-    if (!s->pending) {
-        if (pos != 0) {
-            error_report("s2e: VM state write at %" PRId64 " without a start",
-                         pos);
-            return -EINVAL;
-        }
-        ret = s2e_start_writer(bs, &err);
-        if (ret < 0) {
-            error_report_err(err);
-            return ret;
-        }
+    if (s->save_error) {
+        return 0;
     }
 
     /* Each element goes straight to the writer, which buffers a chunk
      * anyway: no bounce copy of the whole request. */
     for (int i = 0; i < qiov->niov; i++) {
-        ret = s2e_snapshot_writer_put_vmstate(s->pending, pos,
-                                              qiov->iov[i].iov_base,
-                                              qiov->iov[i].iov_len, &gerr);
-        if (ret < 0) {
-            error_report("s2e: %s", gerr->message);
+        if (s2e_snapshot_writer_put_vmstate(s->pending, pos,
+                                            qiov->iov[i].iov_base,
+                                            qiov->iov[i].iov_len,
+                                            &gerr) < 0) {
+            error_setg(&err, "%s", gerr->message);
             g_error_free(gerr);
-            s2e_abort_writer(s);
-            return ret;
+            s2e_hold_save_error(s, err);
+            return 0;
         }
         pos += qiov->iov[i].iov_len;
     }
@@ -293,6 +317,13 @@ int s2e_snapshot_create_cb(BlockDriverState *bs, QEMUSnapshotInfo *sn_info)
     GError *gerr = NULL;
     int ret;
 
+    if (s->save_error) {
+        /* The VM state could not be saved: now the monitor can hear why. */
+        error_report("s2e: savevm of '%s' failed: %s", s->image_path,
+                     error_get_pretty(s->save_error));
+        s2e_clear_save_error(s);
+        return -EIO;
+    }
     if (!sn_info->name[0]) {
         error_report("s2e: a snapshot of an s2e image needs a name");
         return -EINVAL;
@@ -480,6 +511,7 @@ int s2e_snapshot_list_cb(BlockDriverState *bs, QEMUSnapshotInfo **psn_info)
 void s2e_snapshot_glue_close(BDRVS2EState *s)
 {
     s2e_abort_writer(s);
+    s2e_clear_save_error(s);
 }
 
 /* Layers are shared by the paths forked after a loadvm; all of that runs

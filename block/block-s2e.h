@@ -43,6 +43,9 @@ typedef struct BDRVS2EState {
     /* The snapshot a savevm is streaming VM state into; NULL when idle. */
     S2ESnapshotWriter *pending;
     uint64_t pending_vmstate_bytes;
+    /* Why the VM state of the savevm in progress could not be saved;
+     * reported by snapshot_create (block-s2e-snapshot.c). */
+    Error *save_error;
 
     int64_t length;          /* bytes, fixed at open */
     uint64_t nb_sectors;     /* length rounded up to whole sectors */
