@@ -23,9 +23,17 @@
  * plugin binary serves a stock QEMU (no engine: the driver's own overlays
  * and paths) and a process where libs2e is loaded.  Requests are split so
  * that each call's count fits an int.
+ *
+ * Snapshots: the contract has no call to read the engine's sectors back
+ * or to drop them.  So once the engine holds writes of a drive, savevm
+ * would save none of them and loadvm could not roll them back (the
+ * engine's sectors would still win over the snapshot's): both refuse,
+ * saying why.  Before any write -- `-loadvm` at start-up, S2E's usual way
+ * in -- both work: the disk is then the snapshot layer and the base.
  */
 
 #include "qemu/osdep.h"
+#include "qapi/error.h"
 #include "qemu/error-report.h"
 
 #include <dlfcn.h>
@@ -47,6 +55,21 @@ void s2e_engine_detect(S2EEngine *engine)
     if (has && rw && has()) {
         engine->disk_rw = rw;
     }
+}
+
+bool s2e_engine_allows_snapshots(const S2EEngine *engine,
+                                 const char *image, const char *what,
+                                 Error **errp)
+{
+    if (engine->disk_rw && engine->holds_writes) {
+        error_setg(errp, "%s of '%s' is not possible: S2E's engine keeps "
+                   "this drive's writes (KVM_DISK_RW) and they cannot be "
+                   "read back or rolled back through it; snapshot the "
+                   "engine's states with S2E, or load snapshots at start-up "
+                   "(-loadvm), before the guest writes", what, image);
+        return false;
+    }
+    return true;
 }
 
 static int s2e_engine_call(const S2EEngine *engine, void *buf,
@@ -121,5 +144,8 @@ int coroutine_fn GRAPH_RDLOCK
 s2e_engine_co_pwritev(BlockDriverState *bs, uint64_t sector, uint64_t count,
                       QEMUIOVector *qiov)
 {
+    BDRVS2EState *s = bs->opaque;
+
+    s->engine.holds_writes = true;
     return s2e_engine_co_rw(bs, sector, count, qiov, true);
 }

@@ -64,6 +64,10 @@ static int s2e_start_writer(BlockDriverState *bs, Error **errp)
     if (!s2e_require_snapshot_dir(s, errp)) {
         return -EINVAL;
     }
+    if (!s2e_engine_allows_snapshots(&s->engine, s->image_path, "savevm",
+                                     errp)) {
+        return -ENOTSUP;
+    }
     ret = s2e_snapshot_base_identity(bs, &id, errp);
     if (ret < 0) {
         return ret;
@@ -390,6 +394,8 @@ static S2ESnapshot *s2e_open_for_goto(BlockDriverState *bs, const char *name)
     GError *gerr = NULL;
 
     if (!s2e_require_snapshot_dir(s, &err) ||
+        !s2e_engine_allows_snapshots(&s->engine, s->image_path, "loadvm",
+                                     &err) ||
         s2e_snapshot_base_identity(bs, &id, &err) < 0) {
         error_report_err(err);
         return NULL;

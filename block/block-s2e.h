@@ -24,6 +24,9 @@ typedef int S2EDiskRwFn(void *buffer, uint64_t sector, int count,
                         int is_write);
 typedef struct S2EEngine {
     S2EDiskRwFn *disk_rw;    /* NULL: no engine, the driver keeps paths */
+    /* The engine was handed writes of this drive: it holds disk state the
+     * driver cannot read back or roll back (savevm/loadvm refuse). */
+    bool holds_writes;
 } S2EEngine;
 
 /*
@@ -113,6 +116,11 @@ void s2e_paths_qom_register(void);
 
 /* block-s2e-engine.c: S2E's KVM_DISK_RW contract. */
 void s2e_engine_detect(S2EEngine *engine);
+/* Whether savevm/loadvm can keep their promise on this drive; false, with
+ * *errp saying why, when the engine holds some of its writes. */
+bool s2e_engine_allows_snapshots(const S2EEngine *engine,
+                                 const char *image, const char *what,
+                                 Error **errp);
 int coroutine_fn GRAPH_RDLOCK
 s2e_engine_co_preadv(BlockDriverState *bs, uint64_t sector, uint64_t count,
                      QEMUIOVector *qiov);

@@ -88,16 +88,21 @@ class EngineTest(S2ETestCase):
         self.assertPattern(out)
         self.assertEqual(self.calls(), [])
 
-    def test_snapshot_layer_below_the_engine(self):
-        img = self.base()
+    def resumed_under_engine(self, img, write):
+        """Save snapshot "ready" without the engine after qemu-io @write,
+        then resume it with -loadvm under the engine."""
         os.environ["S2E_SHIM_DISABLE"] = "1"
         vm = self.qemu(["file=%s,format=s2e,if=virtio" % img], name="save")
-        vm.qemu_io("virtio0", "write -P 0x5a 0 64k")
+        vm.qemu_io("virtio0", write)
         self.assertEqual(vm.hmp.cmd("savevm ready"), "")
         vm.quit()
         del os.environ["S2E_SHIM_DISABLE"]
-        vm = self.qemu(["file=%s,format=s2e,if=virtio" % img],
-                       extra=["-loadvm", "ready"], name="engine")
+        return self.qemu(["file=%s,format=s2e,if=virtio" % img],
+                         extra=["-loadvm", "ready"], name="engine")
+
+    def test_snapshot_layer_below_the_engine(self):
+        img = self.base()
+        vm = self.resumed_under_engine(img, "write -P 0x5a 0 64k")
         out = vm.qemu_io("virtio0", "read -P 0x5a 0 64k")
         self.assertNotIn("verification failed", out)
         vm.qemu_io("virtio0", "write -P 0x6b 4096 4096")
@@ -108,6 +113,25 @@ class EngineTest(S2ETestCase):
         calls = self.calls()
         self.assertIn(("W", 8, 8), calls)
         self.assertIn(("R", 0, 128), calls)
+
+    def test_savevm_and_loadvm_refused_once_the_engine_holds_writes(self):
+        """Under the engine, savevm saved 0 dirty sectors and loadvm did not
+        roll back, both reporting success.  Once the engine holds a drive's
+        writes, both refuse and say why; before that (-loadvm at start-up)
+        they work."""
+        img = self.base()
+        vm = self.resumed_under_engine(img, "write -P 0x11 0 4k")
+        self.assertNotIn("verification failed",
+                         vm.qemu_io("virtio0", "read -P 0x11 0 4k"))
+        # Nothing written yet: the disk is the snapshot, savevm keeps it.
+        self.assertEqual(vm.hmp.cmd("savevm clean"), "")
+        vm.qemu_io("virtio0", "write -P 0x22 0 4k")
+        for cmd in ("savevm t", "loadvm ready"):
+            reply = vm.hmp.cmd(cmd)
+            self.assertIn("Error", reply)
+            self.assertIn("KVM_DISK_RW", reply)
+        self.assertFalse(os.path.exists(img + ".t"))
+        self.assertTrue(vm.alive())
 
 
 if __name__ == "__main__":
