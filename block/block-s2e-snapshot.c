@@ -383,6 +383,39 @@ fail:
     return ret;
 }
 
+/* QEMU replaces the disk view (goto) before it reads the VM state, and a
+ * VM state that fails then leaves the VM half loaded with the current
+ * path's writes gone.  So the stored VM state's checksums are checked
+ * first, while a refusal still changes nothing: one more read of the
+ * state, from the page cache when loadvm then reads it again. */
+static bool s2e_check_vmstate(S2ESnapshot *snap)
+{
+    GError *gerr = NULL;
+
+    if (s2e_snapshot_verify_vmstate(snap, &gerr) < 0) {
+        error_report("s2e: %s", gerr->message);
+        g_error_free(gerr);
+        return false;
+    }
+    return true;
+}
+
+/* Version 1 files have no block checksums: say that their disk data is
+ * not checked when read. */
+static void s2e_warn_if_unverified(const S2ESnapshot *snap)
+{
+    S2ESnapshotLayout l;
+
+    s2e_snapshot_get_layout(snap, &l);
+    if (!l.block_checksums) {
+        warn_report("s2e: snapshot file '%s' has format version %u, without "
+                    "block checksums: its disk data is loaded unverified "
+                    "('s2e-snapshot verify' checks it; a savevm writes the "
+                    "current version)", s2e_snapshot_get_path(snap),
+                    l.version);
+    }
+}
+
 /* Open snapshot @name of this drive, checked against the base as it is now. */
 static S2ESnapshot *s2e_open_for_goto(BlockDriverState *bs, const char *name)
 {
@@ -415,6 +448,11 @@ static S2ESnapshot *s2e_open_for_goto(BlockDriverState *bs, const char *name)
         s2e_snapshot_close(snap);
         return NULL;
     }
+    if (!s2e_check_vmstate(snap)) {
+        s2e_snapshot_close(snap);
+        return NULL;
+    }
+    s2e_warn_if_unverified(snap);
     return snap;
 }
 

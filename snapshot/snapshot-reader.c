@@ -686,24 +686,20 @@ static int inflate_chunk(S2ESnapshot *snap, uint64_t i, uint32_t len,
     return 0;
 }
 
-static int load_chunk(S2ESnapshot *snap, uint64_t i, GError **error)
+/* Read chunk @i's stored bytes into the cache (raw) or zbuf (compressed)
+ * and check their checksum; the cache holds no chunk afterwards. */
+static int read_stored_chunk(S2ESnapshot *snap, uint64_t i, GError **error)
 {
     const S2ESnapChunk *c = &snap->chunks[i];
-    uint32_t len = s2e_snap_chunk_len(&snap->h, i);
-    bool raw = c->flags & S2E_SNAP_CHUNK_RAW;
     uint8_t *dst;
     uint32_t crc;
-    int ret;
+    int ret = alloc_cache(snap, error);
 
-    if (snap->cached == i) {
-        return 0;
-    }
-    ret = alloc_cache(snap, error);
     if (ret < 0) {
         return ret;
     }
     snap->cached = NO_CHUNK;
-    dst = raw ? snap->cache : snap->zbuf;
+    dst = (c->flags & S2E_SNAP_CHUNK_RAW) ? snap->cache : snap->zbuf;
     ret = read_at(snap, dst, c->stored_len, c->offset, "VM state", error);
     if (ret < 0) {
         return ret;
@@ -717,11 +713,24 @@ static int load_chunk(S2ESnapshot *snap, uint64_t i, GError **error)
                               "expected 0x%08x", snap->path, i, c->offset,
                               crc, c->crc);
     }
-    if (!raw && (ret = inflate_chunk(snap, i, len, error)) < 0) {
-        return ret;
-    }
-    snap->cached = i;
     return 0;
+}
+
+static int load_chunk(S2ESnapshot *snap, uint64_t i, GError **error)
+{
+    int ret;
+
+    if (snap->cached == i) {
+        return 0;
+    }
+    ret = read_stored_chunk(snap, i, error);
+    if (ret == 0 && !(snap->chunks[i].flags & S2E_SNAP_CHUNK_RAW)) {
+        ret = inflate_chunk(snap, i, s2e_snap_chunk_len(&snap->h, i), error);
+    }
+    if (ret == 0) {
+        snap->cached = i;
+    }
+    return ret;
 }
 
 int s2e_snapshot_read_vmstate(S2ESnapshot *snap, uint64_t pos, void *buf,
@@ -753,6 +762,17 @@ int s2e_snapshot_read_vmstate(S2ESnapshot *snap, uint64_t pos, void *buf,
 /* ---- Verification ------------------------------------------------------- */
 
 int s2e_snapshot_verify_vmstate(S2ESnapshot *snap, GError **error)
+{
+    int ret = 0;
+
+    for (uint64_t i = 0; i < snap->h.chunk_count && ret == 0; i++) {
+        ret = read_stored_chunk(snap, i, error);
+    }
+    return ret;
+}
+
+/* Every chunk read and, when compressed, inflated. */
+static int verify_chunks_inflate(S2ESnapshot *snap, GError **error)
 {
     int ret = 0;
 
@@ -824,7 +844,7 @@ static int verify_extent_blocks(const S2ESnapshot *snap, uint64_t i,
 int s2e_snapshot_verify_all(S2ESnapshot *snap, GError **error)
 {
     uint8_t *buf;
-    int ret = s2e_snapshot_verify_vmstate(snap, error);
+    int ret = verify_chunks_inflate(snap, error);
 
     if (ret < 0 || snap->h.extent_count == 0) {
         return ret;

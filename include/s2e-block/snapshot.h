@@ -318,10 +318,12 @@ int s2e_snapshot_read_sectors(const S2ESnapshot *snap, uint64_t sector,
 int s2e_snapshot_read_vmstate(S2ESnapshot *snap, uint64_t pos, void *buf,
                               size_t len, GError **error);
 
-/* Check every VM state chunk: its checksum, and that it decompresses.
- * Reads the whole VM state in one-chunk steps (loadvm calls it before it
- * changes anything, so a damaged VM state is refused while the disk view
- * is still the old one).  Same thread rule as the VM state reads. */
+/* Check the checksum of every VM state chunk, as stored (without
+ * decompressing: a chunk whose checksum matches is what the writer wrote).
+ * Reads the whole stored VM state in one-chunk steps; loadvm calls it
+ * before it changes anything, so a damaged VM state is refused while the
+ * disk view is still the old one.  Same thread rule as the VM state
+ * reads. */
 int s2e_snapshot_verify_vmstate(S2ESnapshot *snap, GError **error);
 
 /* Check everything: every chunk checksum and decompression, every

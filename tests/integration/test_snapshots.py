@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import time
 import unittest
+import zlib
 
 from s2etest import (QEMU_SYSTEM, S2E_RUN, MiB, Monitor, S2ETestCase,
                      S2E_SNAPSHOT, file_state, run, s2e)
@@ -384,6 +385,138 @@ class SnapshotTest(S2ETestCase):
                 old_state = file_state(old)
             resume.quit()
         print("kill outcomes:", outcomes)
+
+def le(data, off, size):
+    return int.from_bytes(data[off:off + size], "little")
+
+
+def put_le(data, off, size, value):
+    data[off:off + size] = value.to_bytes(size, "little")
+
+
+def first_chunk_offset(path):
+    """File offset of VM state chunk 0 (docs/snapshot-format.md)."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+        f.seek(le(head, 136, 8))
+        return le(f.read(24), 0, 8)
+
+
+def data_offset_of(path, sector):
+    """File offset of @sector's data in snapshot @path (a data extent)."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+        f.seek(le(head, 152, 8))
+        index = f.read(32 * le(head, 144, 8))
+    for i in range(0, len(index), 32):
+        start, count, offset = (le(index, i, 8), le(index, i + 8, 8),
+                                le(index, i + 16, 8))
+        if start <= sector < start + count:
+            return offset + (sector - start) * 512
+    raise AssertionError("sector %d not stored in %s" % (sector, path))
+
+
+def flip_byte(path, offset):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ 0x01]))
+
+
+def downgrade_to_v1(path):
+    """Rewrite a version 2 snapshot as version 1 (docs/snapshot-format.md):
+    header 176 bytes long, one CRC-32 per data extent and per chunk, no
+    block checksum table -- what s2e-block wrote before version 2."""
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    assert le(data, 8, 4) == 2
+    table = le(data, 176, 8)                # the block checksums come last
+    names = data[192:192 + le(data, 36, 4) + le(data, 40, 4)]
+    data[176:4096] = bytes(4096 - 176)
+    data[176:176 + len(names)] = names
+    put_le(data, 8, 4, 1)
+    put_le(data, 12, 4, 176)
+    co, cn = le(data, 136, 8), le(data, 128, 8)
+    for i in range(cn):
+        e = co + 24 * i
+        off, length = le(data, e, 8), le(data, e + 8, 4)
+        put_le(data, e + 12, 4, zlib.crc32(data[off:off + length]))
+    put_le(data, 124, 4, zlib.crc32(data[co:co + 24 * cn]))
+    eo, en = le(data, 152, 8), le(data, 144, 8)
+    for i in range(en):
+        e = eo + 32 * i
+        if le(data, e + 28, 4) == 0:
+            off, count = le(data, e + 16, 8), le(data, e + 8, 8)
+            put_le(data, e + 24, 4, zlib.crc32(data[off:off + count * 512]))
+    put_le(data, 168, 4, zlib.crc32(data[eo:eo + 32 * en]))
+    del data[table:]
+    put_le(data, 104, 8, len(data))
+    put_le(data, 32, 4, 0)
+    put_le(data, 32, 4, zlib.crc32(data[:176 + len(names)]))
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+class SnapshotDataTest(S2ETestCase):
+    """What a damaged snapshot can and cannot do: checked VM state before
+    loadvm changes anything, checked sector data on every first read."""
+
+    def saved(self, img, name):
+        vm = self.qemu([DRIVE % img], name="save-" + name)
+        vm.qemu_io("virtio0", "write -P 0x5a 0 64k")
+        vm.qemu_io("virtio0", "write -P 0x42 1M 4k")
+        self.assertEqual(vm.hmp.cmd("savevm %s" % name), "")
+        vm.quit()
+        return img + "." + name
+
+    def test_damaged_vm_state_changes_nothing(self):
+        img = self.base()
+        snap = self.saved(img, "v")
+        flip_byte(snap, first_chunk_offset(snap) + 100)
+        self.protect(snap)
+        vm = self.qemu([DRIVE % img])
+        vm.qemu_io("virtio0", "write -P 0x77 0 4k")
+        reply = vm.hmp.cmd("loadvm v")
+        self.assertIn("Error", reply)
+        self.assertIn("checksum", reply)
+        # The current path's writes are still there: goto refused first.
+        self.assertTrue(ok(vm.qemu_io("virtio0", "read -P 0x77 0 4k")))
+
+    def test_damaged_sector_data_is_an_io_error(self):
+        img = self.base()
+        snap = self.saved(img, "d")
+        flip_byte(snap, data_offset_of(snap, 0) + 100)
+        self.protect(snap)
+        vm = self.qemu([DRIVE % img], extra=["-loadvm", "d"])
+        out = vm.qemu_io("virtio0", "read -P 0x5a 0 4k")
+        self.assertIn("Input/output error", out)
+        self.assertIn("is damaged: data of sectors 0+8", vm.output())
+        # Only that block: the rest of the run and other runs read.
+        self.assertTrue(ok(vm.qemu_io("virtio0", "read -P 0x5a 4k 60k")))
+        self.assertTrue(ok(vm.qemu_io("virtio0", "read -P 0x42 1M 4k")))
+        # A savevm of this state does not save the damage again.
+        reply = vm.hmp.cmd("savevm d2")
+        self.assertIn("Error", reply)
+        self.assertIn("damaged", reply)
+        self.assertFalse(os.path.exists(img + ".d2"))
+        self.assertTrue(vm.alive())
+        p = run([S2E_SNAPSHOT, "verify", img, "d"], check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("data of sectors 0+8", p.stderr)
+
+    def test_version_1_loads_unverified_with_a_warning(self):
+        img = self.base()
+        snap = self.saved(img, "old")
+        downgrade_to_v1(snap)
+        self.assertIn("format version 1): loaded unverified",
+                      run([S2E_SNAPSHOT, "info", snap]).stdout)
+        vm = self.qemu([DRIVE % img], extra=["-loadvm", "old"])
+        self.assertTrue(ok(vm.qemu_io("virtio0", "read -P 0x5a 0 64k")))
+        self.assertTrue(ok(vm.qemu_io("virtio0", "read -P 0x42 1M 4k")))
+        self.assertIn("format version 1, without block checksums",
+                      vm.output())
+
 
 class BaseIdentityTest(S2ETestCase):
     """The identity a snapshot records is that of the base file QEMU
