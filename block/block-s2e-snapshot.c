@@ -508,11 +508,16 @@ int s2e_snapshot_delete_cb(BlockDriverState *bs, const char *snapshot_id,
     return ret;
 }
 
-static void s2e_info_to_qemu(QEMUSnapshotInfo *sn, const S2ESnapshotInfo *info)
+/* A snapshot's name is its file's name (IMAGE.NAME), not the one recorded
+ * inside: a copied or renamed file is listed, loaded and deleted under the
+ * name it has, as s2e-snapshot list shows it. */
+static void s2e_info_to_qemu(QEMUSnapshotInfo *sn, const S2ESnapshotEntry *e)
 {
+    const S2ESnapshotInfo *info = &e->info;
+
     memset(sn, 0, sizeof(*sn));
-    pstrcpy(sn->id_str, sizeof(sn->id_str), info->name);
-    pstrcpy(sn->name, sizeof(sn->name), info->name);
+    pstrcpy(sn->id_str, sizeof(sn->id_str), e->name);
+    pstrcpy(sn->name, sizeof(sn->name), e->name);
     sn->vm_state_size = info->vm_state_size;
     sn->date_sec = info->date_sec;
     sn->date_nsec = info->date_nsec;
@@ -546,7 +551,7 @@ int s2e_snapshot_list_cb(BlockDriverState *bs, QEMUSnapshotInfo **psn_info)
                         e->problem ? e->problem : "invalid");
             continue;
         }
-        s2e_info_to_qemu(&sn[n++], &e->info);
+        s2e_info_to_qemu(&sn[n++], e);
     }
     *psn_info = sn;
     return n;

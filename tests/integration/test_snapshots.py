@@ -12,6 +12,7 @@ QEMU itself, which refuses to load a damaged stream.
 import glob
 import os
 import random
+import re
 import shutil
 import subprocess
 import time
@@ -469,6 +470,26 @@ class SnapshotDataTest(S2ETestCase):
         self.assertEqual(vm.hmp.cmd("savevm %s" % name), "")
         vm.quit()
         return img + "." + name
+
+    def test_copied_and_renamed_files_go_by_their_file_name(self):
+        """A snapshot is named by its file: `info snapshots` showed a copy
+        or a renamed file under the name inside it (twice), and neither
+        could be loaded or deleted."""
+        img = self.base()
+        snap = self.saved(img, "s")
+        shutil.copy2(snap, img + ".v")
+        os.rename(snap, img + ".renamed")
+        vm = self.qemu([DRIVE % img])
+        info = vm.hmp.cmd("info snapshots")
+        names = [m.group(1) for m in re.finditer(
+                 r"(?m)^\S+\s+(\S+)\s+[\d.]+ \S+\s+\d{4}-", info)]
+        self.assertEqual(sorted(names), ["renamed", "v"], info)
+        self.assertEqual(vm.hmp.cmd("loadvm renamed"), "")
+        self.assertTrue(ok(vm.qemu_io("virtio0", "read -P 0x5a 0 64k")))
+        self.assertEqual(vm.hmp.cmd("delvm v"), "")
+        self.assertFalse(os.path.exists(img + ".v"))
+        listed = run([S2E_SNAPSHOT, "list", img]).stdout
+        self.assertIn("renamed", listed)
 
     def test_damaged_vm_state_changes_nothing(self):
         img = self.base()
