@@ -30,6 +30,10 @@
 /* Sectors copied per step when writing a snapshot. */
 #define S2E_COPY_SECTORS 2048
 
+/* The s2e drives open in this process (opened and closed in the main
+ * loop, like every snapshot callback). */
+static GSList *s2e_open_drives;
+
 static int s2e_gerror_errno(const GError *gerr)
 {
     switch (gerr->code) {
@@ -54,7 +58,53 @@ static bool s2e_require_snapshot_dir(BDRVS2EState *s, Error **errp)
     return true;
 }
 
-static int s2e_start_writer(BlockDriverState *bs, Error **errp)
+/* Whether drives @a and @b keep their snapshots in the same files: the
+ * same image name in the same snapshot directory (two drives on one image,
+ * or images named alike sharing a snapshot-dir). */
+static bool s2e_same_snapshot_files(BDRVS2EState *a, BDRVS2EState *b)
+{
+    g_autofree char *name_a = g_path_get_basename(a->image_path);
+    g_autofree char *name_b = g_path_get_basename(b->image_path);
+    struct stat dir_a, dir_b;
+
+    return a->snapshot_dir && b->snapshot_dir && !strcmp(name_a, name_b) &&
+           stat(a->snapshot_dir, &dir_a) == 0 &&
+           stat(b->snapshot_dir, &dir_b) == 0 &&
+           dir_a.st_dev == dir_b.st_dev && dir_a.st_ino == dir_b.st_ino;
+}
+
+/*
+ * Two drives sharing snapshot files would overwrite each other's IMAGE.NAME
+ * (the second drive's disk-only file replacing the one with the VM state)
+ * or load one drive's sectors into the other.  No file name can be made
+ * distinct and still be found again by the same command line (drive ids
+ * and node names are optional), so savevm and loadvm are refused, on the
+ * first s2e callback of the command, before any file is written.
+ */
+static bool GRAPH_RDLOCK s2e_check_no_shared_files(Error **errp)
+{
+    for (GSList *a = s2e_open_drives; a; a = a->next) {
+        for (GSList *b = a->next; b; b = b->next) {
+            BlockDriverState *bs_a = a->data, *bs_b = b->data;
+            BDRVS2EState *s = bs_a->opaque;
+
+            if (s2e_same_snapshot_files(s, bs_b->opaque)) {
+                g_autofree char *name = g_path_get_basename(s->image_path);
+                error_setg(errp, "s2e drives '%s' and '%s' would both keep "
+                           "their snapshots in '%s/%s.NAME': give one of "
+                           "them its own snapshot-dir option (savevm and "
+                           "loadvm are refused until then)",
+                           bdrv_get_device_or_node_name(bs_b),
+                           bdrv_get_device_or_node_name(bs_a),
+                           s->snapshot_dir, name);
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+static int GRAPH_RDLOCK s2e_start_writer(BlockDriverState *bs, Error **errp)
 {
     BDRVS2EState *s = bs->opaque;
     S2EBaseIdentity id;
@@ -67,6 +117,9 @@ static int s2e_start_writer(BlockDriverState *bs, Error **errp)
     if (!s2e_engine_allows_snapshots(&s->engine, s->image_path, "savevm",
                                      errp)) {
         return -ENOTSUP;
+    }
+    if (!s2e_check_no_shared_files(errp)) {
+        return -EEXIST;
     }
     ret = s2e_snapshot_base_identity(bs, &id, errp);
     if (ret < 0) {
@@ -115,8 +168,8 @@ static void s2e_clear_save_error(BDRVS2EState *s)
     g_clear_pointer(&s->save_error, error_free);
 }
 
-int coroutine_fn s2e_co_save_vmstate(BlockDriverState *bs, QEMUIOVector *qiov,
-                                     int64_t pos)
+int coroutine_fn GRAPH_RDLOCK
+s2e_co_save_vmstate(BlockDriverState *bs, QEMUIOVector *qiov, int64_t pos)
 {
     BDRVS2EState *s = bs->opaque;
     Error *err = NULL;
@@ -311,7 +364,8 @@ static void s2e_info_from_qemu(S2ESnapshotInfo *info,
     info->icount = sn->icount;
 }
 
-int s2e_snapshot_create_cb(BlockDriverState *bs, QEMUSnapshotInfo *sn_info)
+int GRAPH_RDLOCK s2e_snapshot_create_cb(BlockDriverState *bs,
+                                        QEMUSnapshotInfo *sn_info)
 {
     BDRVS2EState *s = bs->opaque;
     g_autofree char *path = NULL;
@@ -416,8 +470,21 @@ static void s2e_warn_if_unverified(const S2ESnapshot *snap)
     }
 }
 
+/* goto runs without the block graph lock (8.0+), which the names of the
+ * drives in the check's message need. */
+static bool GRAPH_UNLOCKED s2e_check_no_shared_files_unlocked(Error **errp)
+{
+    bool ok;
+
+    bdrv_graph_rdlock_main_loop();
+    ok = s2e_check_no_shared_files(errp);
+    bdrv_graph_rdunlock_main_loop();
+    return ok;
+}
+
 /* Open snapshot @name of this drive, checked against the base as it is now. */
-static S2ESnapshot *s2e_open_for_goto(BlockDriverState *bs, const char *name)
+static S2ESnapshot *GRAPH_UNLOCKED s2e_open_for_goto(BlockDriverState *bs,
+                                                      const char *name)
 {
     BDRVS2EState *s = bs->opaque;
     g_autofree char *path = NULL;
@@ -429,6 +496,7 @@ static S2ESnapshot *s2e_open_for_goto(BlockDriverState *bs, const char *name)
     if (!s2e_require_snapshot_dir(s, &err) ||
         !s2e_engine_allows_snapshots(&s->engine, s->image_path, "loadvm",
                                      &err) ||
+        !s2e_check_no_shared_files_unlocked(&err) ||
         s2e_snapshot_base_identity(bs, &id, &err) < 0) {
         error_report_err(err);
         return NULL;
@@ -557,8 +625,16 @@ int s2e_snapshot_list_cb(BlockDriverState *bs, QEMUSnapshotInfo **psn_info)
     return n;
 }
 
-void s2e_snapshot_glue_close(BDRVS2EState *s)
+void s2e_snapshot_glue_open(BlockDriverState *bs)
 {
+    s2e_open_drives = g_slist_prepend(s2e_open_drives, bs);
+}
+
+void s2e_snapshot_glue_close(BlockDriverState *bs)
+{
+    BDRVS2EState *s = bs->opaque;
+
+    s2e_open_drives = g_slist_remove(s2e_open_drives, bs);
     s2e_abort_writer(s);
     s2e_clear_save_error(s);
 }

@@ -293,6 +293,7 @@ static int GRAPH_RDLOCK s2e_open_base(BlockDriverState *bs, QemuOpts *opts,
                     "(KVM_DISK_RW)", bs->filename);
     }
     bs->supported_zero_flags = BDRV_REQ_MAY_UNMAP | BDRV_REQ_NO_FALLBACK;
+    s2e_snapshot_glue_open(bs);
     return 0;
 }
 
@@ -338,7 +339,7 @@ static void s2e_close(BlockDriverState *bs)
 {
     BDRVS2EState *s = bs->opaque;
 
-    s2e_snapshot_glue_close(s);
+    s2e_snapshot_glue_close(bs);
     if (s->pdrive) {
         /* Every path's view of this drive goes with it. */
         s2e_pathset_unregister_drive(s2e_paths_default(), s->pdrive);

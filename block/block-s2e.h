@@ -70,16 +70,20 @@ typedef struct BDRVS2EState {
 extern BlockDriver bdrv_s2e;
 
 /* block-s2e-snapshot.c */
-int coroutine_fn s2e_co_save_vmstate(BlockDriverState *bs, QEMUIOVector *qiov,
-                                     int64_t pos);
+int coroutine_fn GRAPH_RDLOCK
+s2e_co_save_vmstate(BlockDriverState *bs, QEMUIOVector *qiov, int64_t pos);
 int coroutine_fn s2e_co_load_vmstate(BlockDriverState *bs, QEMUIOVector *qiov,
                                      int64_t pos);
-int s2e_snapshot_create_cb(BlockDriverState *bs, QEMUSnapshotInfo *sn_info);
+int GRAPH_RDLOCK s2e_snapshot_create_cb(BlockDriverState *bs,
+                                        QEMUSnapshotInfo *sn_info);
 int s2e_snapshot_goto_cb(BlockDriverState *bs, const char *snapshot_id);
 int s2e_snapshot_delete_cb(BlockDriverState *bs, const char *snapshot_id,
                            const char *name, Error **errp);
 int s2e_snapshot_list_cb(BlockDriverState *bs, QEMUSnapshotInfo **psn_info);
-void s2e_snapshot_glue_close(BDRVS2EState *s);
+/* A drive opened / closing: the snapshot glue keeps the open drives to
+ * refuse snapshots two of them would keep in one file. */
+void s2e_snapshot_glue_open(BlockDriverState *bs);
+void s2e_snapshot_glue_close(BlockDriverState *bs);
 
 /* The base image's identity for a snapshot: that of the file opened,
  * after checking it is unchanged and still the file its path names; the

@@ -459,9 +459,10 @@ def downgrade_to_v1(path):
         f.write(data)
 
 
-class SnapshotDataTest(S2ETestCase):
-    """What a damaged snapshot can and cannot do: checked VM state before
-    loadvm changes anything, checked sector data on every first read."""
+class SnapshotSafetyTest(S2ETestCase):
+    """Nothing lost, nothing wrong: damaged files are caught before they
+    change anything or give wrong data, files are found by their names,
+    and no snapshot file ever replaces another drive's or another file."""
 
     def saved(self, img, name):
         vm = self.qemu([DRIVE % img], name="save-" + name)
@@ -490,6 +491,44 @@ class SnapshotDataTest(S2ETestCase):
         self.assertFalse(os.path.exists(img + ".v"))
         listed = run([S2E_SNAPSHOT, "list", img]).stdout
         self.assertIn("renamed", listed)
+
+    def assert_shared_files_refused(self, drives, file):
+        vm = self.qemu(drives)
+        vm.qemu_io("d0", "write -P 0xaa 0 4k")
+        vm.qemu_io("d1", "write -P 0xbb 0 4k")
+        reply = vm.hmp.cmd("savevm two")
+        self.assertIn("Error", reply)
+        self.assertIn("s2e drives 'd0' and 'd1' would both keep their "
+                      "snapshots in", reply)
+        self.assertFalse(os.path.exists(file))
+        self.assertTrue(vm.alive())
+        self.assertTrue(ok(vm.qemu_io("d0", "read -P 0xaa 0 4k")))
+
+    def test_two_drives_on_one_image_refuse_savevm(self):
+        """Two drives on one image wrote the same IMAGE.NAME: the second
+        drive's disk-only file replaced the one with the VM state, and
+        savevm said it succeeded."""
+        img = self.base()
+        drive = "if=none,id=%s,file=" + img + ",format=s2e"
+        self.assert_shared_files_refused([drive % "d0", drive % "d1"],
+                                         img + ".two")
+
+    def test_same_image_name_in_one_snapshot_dir_refuses_savevm(self):
+        for d in ("a", "b", "shared"):
+            os.mkdir(os.path.join(self.tmp, d))
+        a = self.base("a/disk.s2e", seed=1)
+        b = self.base("b/disk.s2e", seed=2)
+        shared = os.path.join(self.tmp, "shared")
+        drive = "if=none,id=%s,file=%s,format=s2e,snapshot-dir=" + shared
+        self.assert_shared_files_refused([drive % ("d0", a),
+                                          drive % ("d1", b)],
+                                         os.path.join(shared, "disk.s2e.two"))
+        # Each with its own directory, both are saved.
+        vm = self.qemu(["if=none,id=d0,file=%s,format=s2e" % a,
+                        "if=none,id=d1,file=%s,format=s2e" % b], name="own")
+        self.assertEqual(vm.hmp.cmd("savevm two"), "")
+        self.assertTrue(os.path.exists(a + ".two"))
+        self.assertTrue(os.path.exists(b + ".two"))
 
     def test_damaged_vm_state_changes_nothing(self):
         img = self.base()
