@@ -18,12 +18,21 @@
  * sectors the layer below a fresh, empty overlay and keeps the file open
  * for the VM state.  goto has no Error ** in 7.2, so details go through
  * error_report(); a refused snapshot changes nothing.
+ *
+ * One monitor command calls these callbacks several times (loadvm: the
+ * listing twice, then goto; savevm: the listing, delete, then create).
+ * What must last until the command ends -- the validated listing, and
+ * snapshots deleted but set aside -- is settled by a bottom half in QEMU's
+ * iohandler context, which runs between commands and never in the nested
+ * event loops of a savevm or loadvm (see "Until the command ends").
  */
 
 #include "qemu/osdep.h"
 #include "qapi/error.h"
 #include "qemu/error-report.h"
 #include "qemu/cutils.h"
+#include "qemu/main-loop.h"
+#include "block/aio.h"
 
 #include "block-s2e.h"
 
@@ -33,6 +42,86 @@
 /* The s2e drives open in this process (opened and closed in the main
  * loop, like every snapshot callback). */
 static GSList *s2e_open_drives;
+
+/* How many savevms started in this process: a snapshot deleted before the
+ * count moved on was deleted by a savevm of that name (QEMU deletes the old
+ * NAME first), see s2e_settle_set_aside(). */
+static uint64_t s2e_savevm_count;
+
+/* ---- Until the command ends --------------------------------------------- */
+
+/* A snapshot deleted but kept under a hidden name until the command ends:
+ * a savevm that deleted it to write a new NAME may still fail. */
+typedef struct S2ESetAside {
+    char *name;
+    char *path;
+    uint64_t savevm_count;      /* s2e_savevm_count when it was deleted */
+} S2ESetAside;
+
+static void s2e_set_aside_free(S2ESetAside *a)
+{
+    g_free(a->name);
+    g_free(a->path);
+    g_free(a);
+}
+
+/* Put it back if a savevm began after its delete (and did not replace it,
+ * or it would be gone from the list): that savevm failed.  Else the delete
+ * was meant: finish it. */
+static void s2e_settle_set_aside(BDRVS2EState *s, S2ESetAside *a)
+{
+    GError *gerr = NULL;
+
+    if (a->savevm_count == s2e_savevm_count) {
+        unlink(a->path);
+    } else if (s2e_snapshot_restore_aside(a->path, s->image_path,
+                                          s->snapshot_dir, a->name,
+                                          &gerr) == 0) {
+        info_report("s2e: the savevm that was to replace snapshot '%s' of "
+                    "'%s' failed: the old one is kept", a->name,
+                    s->image_path);
+    } else {
+        error_report("s2e: %s", gerr->message);
+        g_error_free(gerr);
+    }
+}
+
+/* The new snapshot @name is in place: the one it replaces can go. */
+static void s2e_drop_set_aside(BDRVS2EState *s, const char *name)
+{
+    for (GSList *l = s->set_aside; l; l = l->next) {
+        S2ESetAside *a = l->data;
+
+        if (!strcmp(a->name, name)) {
+            unlink(a->path);
+            s->set_aside = g_slist_delete_link(s->set_aside, l);
+            s2e_set_aside_free(a);
+            return;
+        }
+    }
+}
+
+static void s2e_forget_listing(BDRVS2EState *s)
+{
+    g_clear_pointer(&s->listing, g_ptr_array_unref);
+}
+
+static void s2e_command_end(void *opaque)
+{
+    BDRVS2EState *s = opaque;
+
+    for (GSList *l = s->set_aside; l; l = l->next) {
+        s2e_settle_set_aside(s, l->data);
+    }
+    g_slist_free_full(g_steal_pointer(&s->set_aside),
+                      (GDestroyNotify)s2e_set_aside_free);
+    s2e_forget_listing(s);
+}
+
+static void s2e_at_command_end(BDRVS2EState *s)
+{
+    qemu_bh_schedule(s->command_end_bh);
+}
 
 static int s2e_gerror_errno(const GError *gerr)
 {
@@ -110,6 +199,8 @@ static int GRAPH_RDLOCK s2e_start_writer(BlockDriverState *bs, Error **errp)
     S2EBaseIdentity id;
     GError *gerr = NULL;
     int ret;
+
+    s2e_savevm_count++;
 
     if (!s2e_require_snapshot_dir(s, errp)) {
         return -EINVAL;
@@ -426,6 +517,8 @@ int GRAPH_RDLOCK s2e_snapshot_create_cb(BlockDriverState *bs,
     if (ret < 0) {
         goto fail;
     }
+    s2e_drop_set_aside(s, sn_info->name);
+    s2e_forget_listing(s);
     pstrcpy(sn_info->id_str, sizeof(sn_info->id_str), sn_info->name);
     return 0;
 
@@ -524,6 +617,24 @@ static S2ESnapshot *GRAPH_UNLOCKED s2e_open_for_goto(BlockDriverState *bs,
     return snap;
 }
 
+/* loadvm, QMP snapshot-load and -loadvm all go to a snapshot with every
+ * drive drained; `qemu-img snapshot -a` calls goto alone.  There the
+ * snapshot would only be loaded into a view that vanishes when qemu-img
+ * exits: an s2e image is never written, so it has nothing to revert. */
+static bool s2e_goto_applies_nothing(BlockDriverState *bs, const char *name)
+{
+    BDRVS2EState *s = bs->opaque;
+
+    if (bs->quiesce_counter > 0) {
+        return false;
+    }
+    error_report("s2e: snapshot '%s' of '%s' would load, but there is "
+                 "nothing to apply it to: an s2e image is never written; "
+                 "resume the snapshot with loadvm or -loadvm", name,
+                 s->image_path);
+    return true;
+}
+
 int s2e_snapshot_goto_cb(BlockDriverState *bs, const char *snapshot_id)
 {
     BDRVS2EState *s = bs->opaque;
@@ -534,6 +645,10 @@ int s2e_snapshot_goto_cb(BlockDriverState *bs, const char *snapshot_id)
 
     if (!snap) {
         return -EINVAL;
+    }
+    if (s2e_goto_applies_nothing(bs, snapshot_id)) {
+        s2e_snapshot_close(snap);
+        return -ENOTSUP;
     }
     fresh = s2e_path_drive_new_overlay(s->pdrive);
     layer = fresh ? s2e_layer_new(snap) : NULL;
@@ -555,10 +670,12 @@ int s2e_snapshot_goto_cb(BlockDriverState *bs, const char *snapshot_id)
     return 0;
 }
 
+/* The file is set aside until the command ends (s2e_command_end()). */
 int s2e_snapshot_delete_cb(BlockDriverState *bs, const char *snapshot_id,
                            const char *name, Error **errp)
 {
     BDRVS2EState *s = bs->opaque;
+    S2ESetAside *a;
     GError *gerr = NULL;
     int ret;
 
@@ -566,14 +683,22 @@ int s2e_snapshot_delete_cb(BlockDriverState *bs, const char *snapshot_id,
         return -EINVAL;
     }
     /* Our ids are the names. */
-    ret = s2e_snapshot_delete(s->image_path, s->snapshot_dir,
-                              name ? name : snapshot_id, &gerr);
+    a = g_new0(S2ESetAside, 1);
+    a->name = g_strdup(name ? name : snapshot_id);
+    a->savevm_count = s2e_savevm_count;
+    ret = s2e_snapshot_set_aside(s->image_path, s->snapshot_dir, a->name,
+                                 &a->path, &gerr);
     if (ret < 0) {
         error_setg(errp, "%s", gerr->message);
         ret = s2e_gerror_errno(gerr);
         g_error_free(gerr);
+        s2e_set_aside_free(a);
+        return ret;
     }
-    return ret;
+    s->set_aside = g_slist_prepend(s->set_aside, a);
+    s2e_forget_listing(s);
+    s2e_at_command_end(s);
+    return 0;
 }
 
 /* A snapshot's name is its file's name (IMAGE.NAME), not the one recorded
@@ -593,33 +718,56 @@ static void s2e_info_to_qemu(QEMUSnapshotInfo *sn, const S2ESnapshotEntry *e)
     sn->icount = info->icount;
 }
 
+/* The snapshot files, validated (and invalid ones warned about) once per
+ * command: QEMU lists two or three times per savevm, loadvm or `info
+ * snapshots`, and each listing opens every file and reads its indexes. */
+static GPtrArray *s2e_listing(BDRVS2EState *s)
+{
+    GError *gerr = NULL;
+
+    if (s->listing) {
+        return s->listing;
+    }
+    s->listing = s2e_snapshot_list(s->image_path, s->snapshot_dir, &gerr);
+    if (!s->listing) {
+        error_report("s2e: %s", gerr->message);
+        g_error_free(gerr);
+        return NULL;
+    }
+    for (guint i = 0; i < s->listing->len; i++) {
+        const S2ESnapshotEntry *e = g_ptr_array_index(s->listing, i);
+
+        if (!e->valid) {
+            warn_report("s2e: ignoring snapshot file %s: %s", e->path,
+                        e->problem ? e->problem : "invalid");
+        }
+    }
+    s2e_at_command_end(s);
+    return s->listing;
+}
+
 int s2e_snapshot_list_cb(BlockDriverState *bs, QEMUSnapshotInfo **psn_info)
 {
     BDRVS2EState *s = bs->opaque;
-    g_autoptr(GPtrArray) entries = NULL;
+    GPtrArray *entries;
     QEMUSnapshotInfo *sn;
-    GError *gerr = NULL;
     int n = 0;
 
     *psn_info = NULL;
     if (!s->snapshot_dir) {
         return 0;
     }
-    entries = s2e_snapshot_list(s->image_path, s->snapshot_dir, &gerr);
+    entries = s2e_listing(s);
     if (!entries) {
-        error_report("s2e: %s", gerr->message);
-        g_error_free(gerr);
         return -EIO;
     }
     sn = g_new0(QEMUSnapshotInfo, entries->len ? entries->len : 1);
     for (guint i = 0; i < entries->len; i++) {
         const S2ESnapshotEntry *e = g_ptr_array_index(entries, i);
-        if (!e->valid) {
-            warn_report("s2e: ignoring snapshot file %s: %s", e->path,
-                        e->problem ? e->problem : "invalid");
-            continue;
+
+        if (e->valid) {
+            s2e_info_to_qemu(&sn[n++], e);
         }
-        s2e_info_to_qemu(&sn[n++], e);
     }
     *psn_info = sn;
     return n;
@@ -627,9 +775,15 @@ int s2e_snapshot_list_cb(BlockDriverState *bs, QEMUSnapshotInfo **psn_info)
 
 void s2e_snapshot_glue_open(BlockDriverState *bs)
 {
+    BDRVS2EState *s = bs->opaque;
+
+    s->command_end_bh = aio_bh_new(iohandler_get_aio_context(),
+                                   s2e_command_end, s);
     s2e_open_drives = g_slist_prepend(s2e_open_drives, bs);
 }
 
+/* A program without a main loop (qemu-img) closes the image right after
+ * its one command: that ends the command too. */
 void s2e_snapshot_glue_close(BlockDriverState *bs)
 {
     BDRVS2EState *s = bs->opaque;
@@ -637,6 +791,11 @@ void s2e_snapshot_glue_close(BlockDriverState *bs)
     s2e_open_drives = g_slist_remove(s2e_open_drives, bs);
     s2e_abort_writer(s);
     s2e_clear_save_error(s);
+    if (s->command_end_bh) {
+        qemu_bh_delete(s->command_end_bh);
+        s->command_end_bh = NULL;
+        s2e_command_end(s);
+    }
 }
 
 /* Layers are shared by the paths forked after a loadvm; all of that runs

@@ -49,6 +49,11 @@ typedef struct BDRVS2EState {
     /* Why the VM state of the savevm in progress could not be saved;
      * reported by snapshot_create (block-s2e-snapshot.c). */
     Error *save_error;
+    /* What lasts until the monitor command ends (block-s2e-snapshot.c):
+     * the validated listing, and deleted snapshots set aside. */
+    QEMUBH *command_end_bh;
+    GPtrArray *listing;
+    GSList *set_aside;
 
     int64_t length;          /* bytes, fixed at open */
     uint64_t nb_sectors;     /* length rounded up to whole sectors */

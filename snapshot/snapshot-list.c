@@ -28,6 +28,8 @@
 #include "snapshot-int.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -271,3 +273,71 @@ int s2e_snapshot_delete(const char *image_path, const char *snapshot_dir,
     g_free(path);
     return ret;
 }
+
+/* ---- Setting aside ------------------------------------------------------ */
+
+/*
+ * QEMU's `savevm NAME` deletes an existing NAME before it writes the new
+ * one, so a savevm that then fails (a full disk) lost the only copy.  The
+ * glue sets the file aside instead -- renamed to a hidden temporary name in
+ * the same directory, out of every listing -- and either puts it back when
+ * the savevm fails or removes it once the new file is in place or the
+ * command was a plain delete.  The name is a writer's temporary name: if
+ * QEMU dies meanwhile, the next writer in the directory removes the file
+ * (its creator is gone), which is what the delete meant.
+ */
+int s2e_snapshot_set_aside(const char *image_path, const char *snapshot_dir,
+                           const char *name, char **aside, GError **error)
+{
+    char *path = s2e_snapshot_path(image_path, snapshot_dir, name, error);
+    char *dir, *temp;
+    int ret;
+
+    *aside = NULL;
+    if (!path) {
+        return -EINVAL;
+    }
+    ret = check_deletable(path, image_path, name, error);
+    if (ret < 0) {
+        g_free(path);
+        return ret;
+    }
+    dir = g_path_get_dirname(path);
+    temp = s2e_snap_temp_name_new();
+    *aside = g_build_filename(dir, temp, NULL);
+    if (rename(path, *aside) < 0) {
+        ret = s2e_snap_error_errno(error, errno, "Cannot delete snapshot "
+                                   "file '%s'", path);
+        g_clear_pointer(aside, g_free);
+    }
+    g_free(temp);
+    g_free(dir);
+    g_free(path);
+    return ret;
+}
+
+int s2e_snapshot_restore_aside(const char *aside, const char *image_path,
+                               const char *snapshot_dir, const char *name,
+                               GError **error)
+{
+    char *path = s2e_snapshot_path(image_path, snapshot_dir, name, error);
+    int ret = 0;
+
+    if (!path) {
+        return -EINVAL;
+    }
+    if (renameat2(AT_FDCWD, aside, AT_FDCWD, path, RENAME_NOREPLACE) < 0 &&
+        (errno != EINVAL || link(aside, path) < 0 || unlink(aside) < 0)) {
+        ret = errno == EEXIST
+              ? s2e_snap_error(error, S2E_SNAPSHOT_ERROR_EXISTS,
+                               "Cannot put snapshot '%s' back as '%s': that "
+                               "name was taken meanwhile; it is kept as '%s'",
+                               name, path, aside)
+              : s2e_snap_error_errno(error, errno, "Cannot put snapshot '%s' "
+                                     "back as '%s' (it is kept as '%s')",
+                                     name, path, aside);
+    }
+    g_free(path);
+    return ret;
+}
+

@@ -357,6 +357,21 @@ GPtrArray *s2e_snapshot_list(const char *image_path, const char *snapshot_dir,
 int s2e_snapshot_delete(const char *image_path, const char *snapshot_dir,
                         const char *name, GError **error);
 
+/* Move snapshot @name out of the way instead of deleting it at once: the
+ * checks of s2e_snapshot_delete(), then a rename to a hidden temporary
+ * name in the same directory (never listed, never loaded; removed by the
+ * next writer there once this process is gone).  *aside (g_free()) is its
+ * path: pass it to s2e_snapshot_restore_aside() to undo, or unlink() it
+ * to finish the delete.  Lets a failed `savevm NAME` keep the old NAME. */
+int s2e_snapshot_set_aside(const char *image_path, const char *snapshot_dir,
+                           const char *name, char **aside, GError **error);
+
+/* Put a snapshot set aside back as @name, unless a file of that name
+ * appeared meanwhile (EXISTS; it then stays at @aside). */
+int s2e_snapshot_restore_aside(const char *aside, const char *image_path,
+                               const char *snapshot_dir, const char *name,
+                               GError **error);
+
 #ifdef __cplusplus
 }
 #endif

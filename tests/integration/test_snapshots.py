@@ -320,9 +320,18 @@ class SnapshotTest(S2ETestCase):
         self.assertTrue(os.path.exists(img + ".disk1"))
         out = s2e("qemu-img", "snapshot", "-l", img).stdout
         self.assertIn("disk1", out)
-        s2e("qemu-img", "snapshot", "-a", "disk1", img)
+        # -a checked the snapshot and changed nothing, yet said nothing:
+        # an s2e image is never written, so it refuses and says why.
+        before = file_state(img + ".disk1")
+        p = s2e("qemu-img", "snapshot", "-a", "disk1", img, check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("would load, but there is nothing to apply it to",
+                      p.stderr)
+        self.assertEqual(file_state(img + ".disk1"), before)
         s2e("qemu-img", "snapshot", "-d", "disk1", img)
         self.assertFalse(os.path.exists(img + ".disk1"))
+        self.assertEqual([f for f in os.listdir(self.tmp)
+                          if f.startswith(".")], [])
         p = s2e("qemu-img", "snapshot", "-d", "disk1", img, check=False)
         self.assertNotEqual(p.returncode, 0)
 
@@ -529,6 +538,53 @@ class SnapshotSafetyTest(S2ETestCase):
         self.assertEqual(vm.hmp.cmd("savevm two"), "")
         self.assertTrue(os.path.exists(a + ".two"))
         self.assertTrue(os.path.exists(b + ".two"))
+
+    def test_failed_overwrite_keeps_the_old_snapshot(self):
+        """QEMU's savevm NAME deletes NAME first: a savevm that then failed
+        (a full disk, a changed base) lost the only copy.  The old file is
+        set aside until the new one is in place, and put back if it never
+        is; a plain delvm still deletes."""
+        img = self.base()
+        snap = self.saved(img, "ready")
+        old = file_state(snap)
+        vm = self.qemu([DRIVE % img])
+        os.utime(img, ns=(time.time_ns(), time.time_ns()))
+        self.protect(img)
+        reply = vm.hmp.cmd("savevm ready")
+        self.assertIn("changed while in use", reply)
+        vm.hmp.cmd("info status")         # the command after it has begun
+        self.assertEqual(file_state(snap), old)
+        self.assertIn("ready", vm.hmp.cmd("info snapshots"))
+        self.assertEqual(vm.hmp.cmd("delvm ready"), "")
+        self.assertFalse(os.path.exists(snap))
+        vm.hmp.cmd("info status")
+        self.assertEqual([f for f in os.listdir(self.tmp)
+                          if f.startswith(".")], [])
+
+    def test_each_file_is_validated_once_per_command(self):
+        """Each info snapshots / loadvm opened and validated every file
+        two or three times, warning about a damaged one as often."""
+        img = self.base()
+        snap = self.saved(img, "good")
+        shutil.copy2(snap, img + ".bad")
+        os.truncate(img + ".bad", 5000)
+        vm = self.qemu([DRIVE % img])
+        warning = "ignoring snapshot file %s.bad" % img
+        for command in ("info snapshots", "loadvm good", "savevm third"):
+            before = len(vm.output())
+            said = vm.hmp.cmd(command) + vm.output()[before:]
+            self.assertEqual(said.count(warning), 1, command + ":\n" + said)
+
+    def test_snapshot_truncated_while_loaded_is_an_io_error(self):
+        img = self.base()
+        snap = self.saved(img, "t")
+        vm = self.qemu([DRIVE % img], extra=["-loadvm", "t"])
+        os.truncate(snap, 4096)
+        self.protect(snap)
+        out = vm.qemu_io("virtio0", "read -P 0x5a 0 4k")
+        self.assertIn("Input/output error", out)
+        self.assertNotIn("Invalid argument", out)
+        self.assertTrue(vm.alive())
 
     def test_damaged_vm_state_changes_nothing(self):
         img = self.base()

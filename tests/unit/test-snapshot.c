@@ -1873,6 +1873,56 @@ static void test_list_and_delete(void)
     fixture_fini(&f);
 }
 
+/* Setting a snapshot aside: out of the listing and of its name, same
+ * refusals as delete, put back on demand unless the name was taken. */
+static void test_set_aside_and_restore(void)
+{
+    Fixture f;
+    char *a = NULL, *path, *notes, *aside = NULL;
+    GError *err = NULL;
+    GPtrArray *list;
+
+    fixture_init(&f);
+    path = write_small(&f, "ready");
+    notes = snap_path(&f, "notes");
+    tu_write_file(notes, "not a snapshot\n", 15);
+    CU_ASSERT_EQUAL(s2e_snapshot_set_aside(f.image, NULL, "notes", &a, &err),
+                    -EINVAL);
+    tu_check_error(err, S2E_SNAPSHOT_ERROR_INVALID, notes, NULL);
+    CU_ASSERT_PTR_NULL(a);
+    err = NULL;
+    CU_ASSERT_EQUAL(s2e_snapshot_set_aside(f.image, NULL, "none", &a, &err),
+                    -ENOENT);
+    tu_check_error(err, S2E_SNAPSHOT_ERROR_NOT_FOUND, NULL);
+
+    CU_ASSERT_EQUAL(s2e_snapshot_set_aside(f.image, NULL, "ready", &aside,
+                                           NULL), 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(aside);
+    CU_ASSERT(strstr(aside, "/" S2E_SNAP_TEMP_PREFIX) != NULL);
+    CU_ASSERT_FALSE(g_file_test(path, G_FILE_TEST_EXISTS));
+    list = s2e_snapshot_list(f.image, NULL, NULL);
+    CU_ASSERT_EQUAL(list->len, 0);
+    g_ptr_array_unref(list);
+    CU_ASSERT_EQUAL(s2e_snapshot_restore_aside(aside, f.image, NULL, "ready",
+                                               NULL), 0);
+    s2e_snapshot_close(open_ok(path, &f.id));
+    g_free(aside);
+
+    /* A new snapshot took the name: the old one stays aside. */
+    CU_ASSERT_EQUAL(s2e_snapshot_set_aside(f.image, NULL, "ready", &aside,
+                                           NULL), 0);
+    g_free(write_small(&f, "ready"));
+    err = NULL;
+    CU_ASSERT_EQUAL(s2e_snapshot_restore_aside(aside, f.image, NULL, "ready",
+                                               &err), -EEXIST);
+    tu_check_error(err, S2E_SNAPSHOT_ERROR_EXISTS, aside, NULL);
+    CU_ASSERT(g_file_test(aside, G_FILE_TEST_IS_REGULAR));
+    g_free(aside);
+    g_free(notes);
+    g_free(path);
+    fixture_fini(&f);
+}
+
 /* Snapshots kept in a separate directory. */
 static void test_list_snapshot_dir(void)
 {
@@ -2021,5 +2071,6 @@ void s2e_test_register(void)
     s2e_test_add(s, "path_building", test_path_building);
     s2e_test_add(s, "list_and_delete", test_list_and_delete);
     s2e_test_add(s, "list_snapshot_dir", test_list_snapshot_dir);
+    s2e_test_add(s, "set_aside_and_restore", test_set_aside_and_restore);
     s2e_test_add(s, "fifo_never_blocks", test_fifo_never_blocks);
 }
