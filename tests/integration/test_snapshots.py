@@ -586,6 +586,51 @@ class SnapshotSafetyTest(S2ETestCase):
         self.assertNotIn("Invalid argument", out)
         self.assertTrue(vm.alive())
 
+    def test_savevm_never_replaces_other_files(self):
+        """savevm NAME / qemu-img snapshot -c NAME replaced any file called
+        IMAGE.NAME -- another base image disk.s2e.v2, a backup -- while
+        delvm refused to delete it."""
+        img = self.base()
+        other = img + ".v2"
+        with open(other, "w") as f:
+            f.write("second VM base image v2\n")
+        self.protect(other)
+        p = s2e("qemu-img", "snapshot", "-c", "v2", img, check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("Refusing to replace '%s'" % other, p.stderr)
+        shutil.copy2(img, img + ".bak")
+        self.protect(img + ".bak")
+        vm = self.qemu([DRIVE % img])
+        reply = vm.hmp.cmd("savevm bak")
+        self.assertIn("Refusing to replace '%s.bak'" % img, reply)
+        self.assertIn("not an s2e snapshot file", reply)
+        self.assertEqual([f for f in os.listdir(self.tmp)
+                          if f.startswith(".")], [])
+
+    def test_fifo_named_like_a_snapshot_never_hangs(self):
+        img = self.base()
+        fifo = img + ".fifo"
+        os.mkfifo(fifo)
+        p = run([S2E_SNAPSHOT, "info", fifo], check=False, timeout=20)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("not a regular file", p.stderr)
+        p = run([S2E_SNAPSHOT, "verify", img, "fifo"], check=False,
+                timeout=20)
+        self.assertEqual(p.returncode, 1)
+        p = s2e("qemu-img", "snapshot", "-a", "fifo", img, check=False,
+                timeout=20)
+        self.assertNotEqual(p.returncode, 0)
+        vm = self.qemu([DRIVE % img])
+        self.assertIn("does not exist", vm.hmp.cmd("loadvm fifo"))
+        self.assertTrue(vm.alive())
+
+    def test_snapshot_files_grant_no_more_than_the_base(self):
+        img = self.base()
+        os.chmod(img, 0o600)
+        self.protect(img)
+        self.saved(img, "private")
+        self.assertEqual(os.stat(img + ".private").st_mode & 0o777, 0o600)
+
     def test_damaged_vm_state_changes_nothing(self):
         img = self.base()
         snap = self.saved(img, "v")
