@@ -9,7 +9,8 @@
  *                        every validation rule of docs/snapshot-format.md
  *   snapshot-io.c        pread/pwrite/fsync loops with the fault hook,
  *                        opening regular files only
- *   snapshot-checksum.c  the data checksum (XXH3) of version 2 files
+ *   snapshot-checksum.c  the data checksum (XXH3) of version 2 files,
+ *                        and its AVX2 build (snapshot-checksum-avx2.c)
  *   snapshot-identity.c  base image identity: stat, compare, timestamps
  *   snapshot-writer.c    streaming writer: temp file -> fsync -> rename
  *   snapshot-reader.c    validated open, lazy sector and VM state reads
@@ -168,8 +169,14 @@ uint32_t s2e_snap_crc32(uint32_t crc, const void *buf, size_t len);
 /* The checksum of version 2 blocks and VM state chunks: the low 32 bits
  * of XXH3-64 (seed 0).  Chosen by measurement (bench/bench-checksum.c):
  * the fastest of zlib crc32, CRC-32C (SSE4.2) and XXH3 here, and
- * portable. */
+ * portable; uses AVX2 when the CPU has it (same values). */
 uint32_t s2e_snap_data_csum(const void *buf, size_t len);
+
+/* Its AVX2 build (snapshot-checksum-avx2.c), for CPUs that have AVX2. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define S2E_SNAP_HAVE_AVX2 1
+uint32_t s2e_snap_data_csum_avx2(const void *buf, size_t len);
+#endif
 
 /* The same over pieces: reset, update any number of times, digest.
  * new() returns NULL when out of memory. */

@@ -56,8 +56,14 @@
 #define NO_CHUNK UINT64_MAX
 #define VERIFY_STEP (1024u * 1024)
 #define BLOCK_BYTES (S2E_SNAP_BLOCK_SECTORS * S2E_SNAP_SECTOR_SIZE)
-/* Block checksums fetched per pread of the table. */
-#define CSUM_WINDOW 256u
+
+/* Version 2: what the reader learns about the blocks as it reads.  The
+ * handle is const for readers (any number of threads), this is not. */
+typedef struct S2EBlockChecks {
+    uint32_t *table;          /* the block checksums, read at the first
+                                 data read; set once (atomic) */
+    uint32_t verified[];      /* a bit per block checksum */
+} S2EBlockChecks;
 
 struct S2ESnapshot {
     S2ESnapIO io;
@@ -68,7 +74,7 @@ struct S2ESnapshot {
     S2ESnapExtent *extents;
     uint64_t vm_state_stored;
     uint64_t zero_extents;
-    uint32_t *verified;       /* version 2: a bit per block checksum */
+    S2EBlockChecks *checks;   /* version 2 */
 
     uint64_t cached;          /* chunk in cache, or NO_CHUNK */
     uint8_t *cache;           /* chunk_size bytes, allocated at first use */
@@ -232,15 +238,16 @@ static int load_extents(S2ESnapshot *snap, GError **error)
 
 /* Version 2: the bitmap of verified blocks, all clear.  Its size is bounded
  * by the table, which the header checks bounded by the file size. */
-static int alloc_verified(S2ESnapshot *snap, GError **error)
+static int alloc_checks(S2ESnapshot *snap, GError **error)
 {
     uint64_t words = snap->h.block_csum_count / 32 + 1;
 
     if (snap->h.version < S2E_SNAP_VERSION_2) {
         return 0;
     }
-    snap->verified = g_try_new0(uint32_t, words);
-    if (!snap->verified) {
+    snap->checks = g_try_malloc0(sizeof(*snap->checks) +
+                                 words * sizeof(uint32_t));
+    if (!snap->checks) {
         return s2e_snap_error(error, S2E_SNAPSHOT_ERROR_LIMIT,
                               "Not enough memory for the block checksums of "
                               "snapshot file '%s'", snap->path);
@@ -260,7 +267,7 @@ static int snapshot_load(S2ESnapshot *snap, const char *image_label,
         (ret = load_extents(snap, error)) < 0 ||
         (ret = s2e_snap_check_regions(&snap->h, snap->chunks, snap->extents,
                                       snap->path, error)) < 0 ||
-        (ret = alloc_verified(snap, error)) < 0) {
+        (ret = alloc_checks(snap, error)) < 0) {
         return ret;
     }
     if (base) {
@@ -313,7 +320,10 @@ void s2e_snapshot_close(S2ESnapshot *snap)
     g_free(snap->zbuf);
     g_free(snap->chunks);
     g_free(snap->extents);
-    g_free(snap->verified);
+    if (snap->checks) {
+        g_free(snap->checks->table);
+        g_free(snap->checks);
+    }
     g_free(snap->path);
     g_free(snap);
 }
@@ -450,13 +460,13 @@ S2ESnapshotExtentKind s2e_snapshot_extent_kind(const S2ESnapshot *snap,
 
 static bool block_verified(const S2ESnapshot *snap, uint64_t idx)
 {
-    return __atomic_load_n(&snap->verified[idx / 32], __ATOMIC_ACQUIRE) &
-           (1u << (idx % 32));
+    return __atomic_load_n(&snap->checks->verified[idx / 32],
+                           __ATOMIC_ACQUIRE) & (1u << (idx % 32));
 }
 
 static void mark_verified(const S2ESnapshot *snap, uint64_t idx)
 {
-    __atomic_fetch_or(&snap->verified[idx / 32], 1u << (idx % 32),
+    __atomic_fetch_or(&snap->checks->verified[idx / 32], 1u << (idx % 32),
                       __ATOMIC_RELEASE);
 }
 
@@ -468,20 +478,48 @@ static void block_span(const S2ESnapExtent *e, uint64_t b, uint64_t *lo,
     *hi = MIN(e->sector + e->count, (b + 1) * S2E_SNAP_BLOCK_SECTORS);
 }
 
-/* @n checksums from entry @idx of the table. */
-static int load_csums(const S2ESnapshot *snap, uint64_t idx, uint32_t n,
-                      uint32_t *csums, GError **error)
+/* The whole block checksum table (4 bytes per 4 KiB of data), read at the
+ * first data read rather than at open: listing opens every snapshot, and a
+ * lookup per read would cost a pread each.  Threads racing here both read
+ * it; one copy wins. */
+static int block_csums(const S2ESnapshot *snap, const uint32_t **csums,
+                       GError **error)
 {
-    uint8_t raw[CSUM_WINDOW * S2E_SNAP_BLOCK_CSUM_SIZE];
-    int ret = read_at(snap, raw, (size_t)n * S2E_SNAP_BLOCK_CSUM_SIZE,
-                      snap->h.block_csum_offset +
-                      idx * S2E_SNAP_BLOCK_CSUM_SIZE,
-                      "block checksum table", error);
+    uint32_t *table = __atomic_load_n(&snap->checks->table, __ATOMIC_ACQUIRE);
+    uint64_t n = snap->h.block_csum_count;
+    uint32_t *none = NULL;
+    uint8_t *raw;
+    int ret;
 
-    for (uint32_t i = 0; ret == 0 && i < n; i++) {
-        csums[i] = s2e_snap_get_le32(raw + i * S2E_SNAP_BLOCK_CSUM_SIZE);
+    if (table) {
+        *csums = table;
+        return 0;
     }
-    return ret;
+    table = g_try_new(uint32_t, n ? n : 1);
+    raw = g_try_malloc(n ? n * S2E_SNAP_BLOCK_CSUM_SIZE : 1);
+    ret = !table || !raw
+          ? s2e_snap_error(error, S2E_SNAPSHOT_ERROR_LIMIT, "Not enough "
+                           "memory for the block checksums of snapshot file "
+                           "'%s'", snap->path)
+          : read_at(snap, raw, n * S2E_SNAP_BLOCK_CSUM_SIZE,
+                    snap->h.block_csum_offset, "block checksum table",
+                    error);
+    for (uint64_t i = 0; ret == 0 && i < n; i++) {
+        table[i] = s2e_snap_get_le32(raw + i * S2E_SNAP_BLOCK_CSUM_SIZE);
+    }
+    g_free(raw);
+    if (ret < 0) {
+        g_free(table);
+        return ret;
+    }
+    if (!__atomic_compare_exchange_n(&snap->checks->table, &none, table,
+                                     false, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE)) {
+        g_free(table);
+        table = none;
+    }
+    *csums = table;
+    return 0;
 }
 
 static int block_damaged(const S2ESnapshot *snap, const S2ESnapExtent *e,
@@ -549,23 +587,18 @@ static int verify_read(const S2ESnapshot *snap, const S2ESnapExtent *e,
     uint64_t first = sector / S2E_SNAP_BLOCK_SECTORS;
     uint64_t last = (sector + n - 1) / S2E_SNAP_BLOCK_SECTORS;
     uint64_t base = e->first_csum - e->sector / S2E_SNAP_BLOCK_SECTORS;
-    uint32_t want[CSUM_WINDOW];
-    uint64_t win = 0, win_n = 0;    /* blocks whose checksums are in want */
+    const uint32_t *want = NULL;
 
     for (uint64_t b = first; b <= last; b++) {
         uint64_t idx = base + b;
-        int ret = 0;
+        int ret;
 
         if (!again && block_verified(snap, idx)) {
             continue;
         }
-        if (b >= win + win_n) {
-            win = b;
-            win_n = MIN(CSUM_WINDOW, last - b + 1);
-            ret = load_csums(snap, idx, (uint32_t)win_n, want, error);
-        }
+        ret = want ? 0 : block_csums(snap, &want, error);
         if (ret == 0) {
-            ret = check_block(snap, e, b, want[b - win], sector, n, p, error);
+            ret = check_block(snap, e, b, want[idx], sector, n, p, error);
         }
         if (ret < 0) {
             return ret;
