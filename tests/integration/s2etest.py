@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 import unittest
+import zlib
 
 BUILD_DIR = os.environ.get("S2E_BUILD_DIR") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", "..", "build"))
@@ -134,6 +135,48 @@ def dumped_bytes(out):
         if m:
             data += bytes(int(b, 16) for b in m.group(2).split())
     return bytes(data)
+
+
+def le(data, off, size):
+    return int.from_bytes(data[off:off + size], "little")
+
+
+def put_le(data, off, size, value):
+    data[off:off + size] = value.to_bytes(size, "little")
+
+
+def downgrade_to_v1(path):
+    """Rewrite a version 2 snapshot as version 1 (docs/snapshot-format.md):
+    header 176 bytes long, one CRC-32 per data extent and per chunk, no
+    block checksum table -- what s2e-block wrote before version 2."""
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    assert le(data, 8, 4) == 2
+    table = le(data, 176, 8)                # the block checksums come last
+    names = data[192:192 + le(data, 36, 4) + le(data, 40, 4)]
+    data[176:4096] = bytes(4096 - 176)
+    data[176:176 + len(names)] = names
+    put_le(data, 8, 4, 1)
+    put_le(data, 12, 4, 176)
+    co, cn = le(data, 136, 8), le(data, 128, 8)
+    for i in range(cn):
+        e = co + 24 * i
+        off, length = le(data, e, 8), le(data, e + 8, 4)
+        put_le(data, e + 12, 4, zlib.crc32(data[off:off + length]))
+    put_le(data, 124, 4, zlib.crc32(data[co:co + 24 * cn]))
+    eo, en = le(data, 152, 8), le(data, 144, 8)
+    for i in range(en):
+        e = eo + 32 * i
+        if le(data, e + 28, 4) == 0:
+            off, count = le(data, e + 16, 8), le(data, e + 8, 8)
+            put_le(data, e + 24, 4, zlib.crc32(data[off:off + count * 512]))
+    put_le(data, 168, 4, zlib.crc32(data[eo:eo + 32 * en]))
+    del data[table:]
+    put_le(data, 104, 8, len(data))
+    put_le(data, 32, 4, 0)
+    put_le(data, 32, 4, zlib.crc32(data[:176 + len(names)]))
+    with open(path, "wb") as f:
+        f.write(data)
 
 
 class QemuIoError(AssertionError):

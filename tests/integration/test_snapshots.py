@@ -17,10 +17,10 @@ import shutil
 import subprocess
 import time
 import unittest
-import zlib
 
 from s2etest import (QEMU_SYSTEM, S2E_RUN, MiB, Monitor, S2ETestCase,
-                     S2E_SNAPSHOT, file_state, run, s2e)
+                     S2E_SNAPSHOT, downgrade_to_v1, file_state, le, run,
+                     s2e)
 
 DRIVE = "file=%s,format=s2e,if=virtio"
 
@@ -396,14 +396,6 @@ class SnapshotTest(S2ETestCase):
             resume.quit()
         print("kill outcomes:", outcomes)
 
-def le(data, off, size):
-    return int.from_bytes(data[off:off + size], "little")
-
-
-def put_le(data, off, size, value):
-    data[off:off + size] = value.to_bytes(size, "little")
-
-
 def first_chunk_offset(path):
     """File offset of VM state chunk 0 (docs/snapshot-format.md)."""
     with open(path, "rb") as f:
@@ -432,40 +424,6 @@ def flip_byte(path, offset):
         b = f.read(1)
         f.seek(offset)
         f.write(bytes([b[0] ^ 0x01]))
-
-
-def downgrade_to_v1(path):
-    """Rewrite a version 2 snapshot as version 1 (docs/snapshot-format.md):
-    header 176 bytes long, one CRC-32 per data extent and per chunk, no
-    block checksum table -- what s2e-block wrote before version 2."""
-    with open(path, "rb") as f:
-        data = bytearray(f.read())
-    assert le(data, 8, 4) == 2
-    table = le(data, 176, 8)                # the block checksums come last
-    names = data[192:192 + le(data, 36, 4) + le(data, 40, 4)]
-    data[176:4096] = bytes(4096 - 176)
-    data[176:176 + len(names)] = names
-    put_le(data, 8, 4, 1)
-    put_le(data, 12, 4, 176)
-    co, cn = le(data, 136, 8), le(data, 128, 8)
-    for i in range(cn):
-        e = co + 24 * i
-        off, length = le(data, e, 8), le(data, e + 8, 4)
-        put_le(data, e + 12, 4, zlib.crc32(data[off:off + length]))
-    put_le(data, 124, 4, zlib.crc32(data[co:co + 24 * cn]))
-    eo, en = le(data, 152, 8), le(data, 144, 8)
-    for i in range(en):
-        e = eo + 32 * i
-        if le(data, e + 28, 4) == 0:
-            off, count = le(data, e + 16, 8), le(data, e + 8, 8)
-            put_le(data, e + 24, 4, zlib.crc32(data[off:off + count * 512]))
-    put_le(data, 168, 4, zlib.crc32(data[eo:eo + 32 * en]))
-    del data[table:]
-    put_le(data, 104, 8, len(data))
-    put_le(data, 32, 4, 0)
-    put_le(data, 32, 4, zlib.crc32(data[:176 + len(names)]))
-    with open(path, "wb") as f:
-        f.write(data)
 
 
 class SnapshotSafetyTest(S2ETestCase):
