@@ -55,7 +55,7 @@ BUILD_DIR = os.path.abspath(BUILD_DIR)
 S2E_RUN = os.path.join(BUILD_DIR, "s2e-run")
 BENCH_OVERLAY = os.environ.get("S2E_BENCH_OVERLAY") or os.path.join(
     BUILD_DIR, "bench", "bench-overlay")
-PLUGIN = os.path.join(BUILD_DIR, "block", "block-s2e.so")
+PLUGIN = os.path.join(BUILD_DIR, "block", "qemu", "block-s2e.so")
 
 KiB = 1024
 MiB = 1024 * KiB

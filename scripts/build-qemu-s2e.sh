@@ -10,8 +10,9 @@
 #      (--version, fetched from whichever Debian suite serves it), by
 #      default of the installed QEMU, as prepared by scripts/qemu-headers.sh
 #      (fetched once, cached).  That tree is never modified: it is copied.
-#   2. Collect s2e-block's sources (the lists in block/meson.build and
-#      snapshot/meson.build) and hash them.  The build is cached outside the
+#   2. Collect s2e-block's sources (the core's lists in block/meson.build
+#      and snapshot/meson.build, the glue's in block/qemu/meson.build) and
+#      hash them.  The build is cached outside the
 #      checkout, one per QEMU version:
 #        ${S2E_BLOCK_CACHE:-~/.cache/s2e-block}/qemu-s2e-<qemu version>/
 #      A run whose sources are already built there returns at once.
@@ -103,8 +104,9 @@ fi
 
 # ---- 2. s2e-block's sources and the cache key ------------------------------
 # The lists come from our own meson files so a new core file is picked up:
-# core_sources += files(...) in block/ and snapshot/, and the files() of the
-# plugin's shared_module in block/meson.build.  Headers are copied whole.
+# NAME_sources = files(...) in block/ and snapshot/ (the QEMU-free core), and
+# the files() of the plugin's shared_module in block/qemu/ (the glue).
+# Headers are copied whole.
 mapfile -t SOURCES < <("$PY" - "$ROOT" <<'PY'
 import glob, os, re, sys
 root = sys.argv[1]
@@ -112,15 +114,16 @@ out = []
 def files_in(text, start):
     m = re.search(r"files\s*\((.*?)\)", text[start:], re.S)
     return re.findall(r"'([^']+)'", m.group(1)) if m else []
-for sub in ("block", "snapshot"):
+for sub in ("block", "snapshot", "block/qemu"):
     text = open(os.path.join(root, sub, "meson.build")).read()
     text = re.sub(r"#[^\n]*", "", text)
-    for m in re.finditer(r"core_sources\s*\+=", text):
+    for m in re.finditer(r"\w+_sources\s*=\s*(?=files)", text):
         out += [sub + "/" + f for f in files_in(text, m.end())]
     m = re.search(r"shared_module\s*\(\s*'block-s2e'\s*,", text)
     if m:
         out += [sub + "/" + f for f in files_in(text, m.end())]
-for pat in ("include/s2e-block/*.h", "block/*.h", "snapshot/*.h"):
+for pat in ("include/s2e-block/*.h", "block/*.h", "block/qemu/*.h",
+            "snapshot/*.h"):
     out += sorted(os.path.relpath(p, root) for p in glob.glob(os.path.join(root, pat)))
 seen = set()
 for f in out:
@@ -134,8 +137,8 @@ for f in "${SOURCES[@]}"; do
     [ -f "$ROOT/$f" ] || die "listed source $f is missing"
     case "$f" in *.c) C_SOURCES+=("$f") ;; esac
 done
-printf '%s\n' "${C_SOURCES[@]}" | grep -q '^block/block-s2e.c$' ||
-    die "could not find the driver sources in block/meson.build"
+printf '%s\n' "${C_SOURCES[@]}" | grep -q '^block/qemu/block-s2e.c$' ||
+    die "could not find the driver sources in block/qemu/meson.build"
 
 # Snapshot the sources first, so the key always describes what is built
 # even when the checkout changes while QEMU compiles.
@@ -226,7 +229,7 @@ s2e_meson_build() {
     echo "# glue and its QEMU-free core, compiled into QEMU's block layer."
     echo "# Without S2E_QEMU_PLUGIN the glue registers with block_init()"
     echo "# and type_init() like every built-in driver."
-    echo "block_ss.add(declare_dependency(include_directories: include_directories('include')),"
+    echo "block_ss.add(declare_dependency(include_directories: include_directories('include', 'block')),"
     echo "             glib, zlib, files("
     for f in "${C_SOURCES[@]}"; do echo "  '$f',"; done
     echo "))"

@@ -43,7 +43,7 @@ check_one() {
     # recompiled every time: a warning is printed only when a file
     # compiles, so an up-to-date object would hide it.
     local objs
-    objs=$(ninja -C "$dir" -t query block/block-s2e.so |
+    objs=$(ninja -C "$dir" -t query block/qemu/block-s2e.so |
            awk '/^  input:/ { f = 1; next } /^  outputs:/ { f = 0 }
                 f && $1 ~ /block-s2e\.so\.p\/.*\.o$/ { print $1 }')
     [ -n "$objs" ] || { echo "no glue objects in $dir"; return 1; }

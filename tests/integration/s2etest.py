@@ -23,7 +23,7 @@ BUILD_DIR = os.environ.get("S2E_BUILD_DIR") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 S2E_RUN = os.path.join(BUILD_DIR, "s2e-run")
 S2E_SNAPSHOT = os.path.join(BUILD_DIR, "s2e-snapshot")
-PLUGIN = os.path.join(BUILD_DIR, "block", "block-s2e.so")
+PLUGIN = os.path.join(BUILD_DIR, "block", "qemu", "block-s2e.so")
 QEMU_SYSTEM = "qemu-system-x86_64"
 
 MiB = 1024 * 1024

@@ -11,7 +11,7 @@ import unittest
 
 from s2etest import BUILD_DIR, MiB, S2E_RUN, S2ETestCase, run, s2e
 
-PLUGIN = os.path.join(BUILD_DIR, "block", "block-s2e.so")
+PLUGIN = os.path.join(BUILD_DIR, "block", "qemu", "block-s2e.so")
 PROGRAMS = ["qemu-img", "qemu-io", "qemu-nbd", "qemu-system-x86_64",
             "qemu-storage-daemon"]
 
