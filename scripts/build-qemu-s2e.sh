@@ -150,8 +150,10 @@ for f in "${SOURCES[@]}"; do
 done
 HASH=$( (cd "$STAGE" && for f in "${SOURCES[@]}"; do
             printf '%s\0' "$f"; sha256sum < "$f"; done) | sha256sum | cut -c1-12)
-# The patched tree depends on how this script patches it.
-PATCH_KEY=$(sha256sum < "$SELF" | cut -c1-12)
+# The patched tree depends on how this script patches it (the part between
+# the "tree patch" markers below), not on the rest of the script.
+PATCH_KEY=$(sed -n '/^# >>> tree patch/,/^# <<< tree patch/p' "$SELF" |
+            sha256sum | cut -c1-12)
 KEY="${QVER//[:\/]/_}"
 DIR="$CACHE_ROOT/qemu-s2e-$KEY"
 BUILD="$DIR/build"
@@ -235,6 +237,7 @@ s2e_meson_build() {
     echo "))"
 }
 
+# >>> tree patch
 if [ "$FORCE" = 1 ] || [ "$(cat "$DIR/.patched" 2>/dev/null)" != "$QVER $PATCH_KEY" ]; then
     rm -rf "$DIR"
     mkdir -p "$DIR"
@@ -285,6 +288,7 @@ open(path, "w").write(text)
 PY
     echo "$QVER $PATCH_KEY" > "$DIR/.patched"
 fi
+# <<< tree patch
 rm -f "$STAMP"
 sync_s2e_sources
 qemu_source_prepare "$DIR/src"
