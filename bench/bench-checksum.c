@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * bench-checksum: the data checksum of snapshot files, and what checking
  * it costs a read of the snapshot layer.

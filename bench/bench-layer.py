@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """bench-layer: what checking snapshot data costs a guest's reads, through
 Debian's qemu-system-x86_64.
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * bench-overlay: memory, fork time and write throughput of the overlay store.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * bench-paths: the engine API's fork cost, memory and copy-on-write speed.
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """s2e driver vs QEMU's raw (and qcow2) driver, in one run on the same file.
 
     bench/bench-qemu.py [--size 1G] [--reps 5] [--quick] [--perf] [--dir DIR]

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Resume benchmark on the real test guest (not a test: numbers depend on
 the machine and its load).
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """s2e snapshots vs qcow2 internal snapshots, in one run on one machine.
 
     bench/bench-snapshot.py [--ram 256,1024] [--levels 0,1,3,6]

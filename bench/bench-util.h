@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Helpers shared by the C benchmarks: a monotonic clock, malloc's heap in
  * use, medians, and dying with the program's name.  Header-only, so each

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * s2e-block overlay store: hooks for tests and benchmarks only.
  *

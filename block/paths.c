@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * s2e-block execution paths: the path set behind the engine API.
  *

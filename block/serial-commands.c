@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * S2E's serial-port commands: the byte-stream scanner (QEMU-free).
  *

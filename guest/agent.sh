@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
 # s2e guest agent: a line-oriented command loop on the serial console.
 #
 # Started by /init with stdin/stdout/stderr on the console (ttyS0), or on

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Build the small Linux guest used by the end-to-end tests (docs/guest.md).
 #
 # Everything comes from Debian packages installed here: Debian's kernel

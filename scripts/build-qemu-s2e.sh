@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Build QEMU from source with the s2e driver linked in (DESIGN.md §2,
 # product 2): the same driver glue and QEMU-free core that make up the
 # LD_PRELOAD plugin are compiled as part of QEMU's own block layer, and `s2e`

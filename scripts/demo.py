@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The main job, shown step by step, on a real Linux guest.
 
 S2E's image workflow on Debian's stock qemu-system-x86_64, through

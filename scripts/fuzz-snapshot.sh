@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Build the snapshot reader's libFuzzer target and run a bounded session.
 #
 #   scripts/fuzz-snapshot.sh [SECONDS] [libFuzzer options...]

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The README's first command: set up everything on a fresh Debian 12
 # machine (packages, QEMU headers, build), then run the main job: QEMU with
 # an s2e disk, `savevm ready`, quit, resume, data back, base untouched.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Set up s2e-block on Debian 12 and build it: installs the packages it needs
 # (only those missing), prepares the QEMU headers for the installed QEMU
 # (cached outside the checkout, see qemu-headers.sh) and builds into build/.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Run every test of s2e-block and print the totals on the last line:
 #   unit tests (CUnit), the fuzz corpus replay and the integration tests
 #   against Debian's QEMU binaries (build/),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * s2e-snapshot: inspect and check the snapshot files of s2e images.
  *

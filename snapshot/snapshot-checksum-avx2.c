@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * XXH3 built with its AVX2 kernels, for CPUs that have AVX2.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The data checksum of version 2 snapshot files: XXH3.
  *

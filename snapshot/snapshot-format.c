@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The snapshot file codec: bytes <-> structs, and every validation rule.
  *

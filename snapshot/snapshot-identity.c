@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Base image identity: what tells a snapshot's base image apart from any
  * other version of it.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Private declarations of the snapshot module, shared by its .c files and
  * by the unit tests and the fuzz target (never installed).

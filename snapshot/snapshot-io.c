@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * I/O primitives of the snapshot module, with a fault hook.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The snapshot reader: a validated, read-only view of a snapshot file.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The writer's temporary files: names that identify their creator, and the
  * removal of those whose creator died without cleaning up.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The snapshot writer: streams VM state and dirty sectors into a temporary
  * file, then makes it a snapshot in one atomic rename.

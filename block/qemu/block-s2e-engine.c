@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * S2E's KVM_DISK_RW contract: when S2E's engine (libs2e) keeps the disk.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * /objects/s2e-paths: execution paths driven from QEMU's monitor.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * -enable-serial-commands for a stock QEMU: the guest saves its snapshot.
  *

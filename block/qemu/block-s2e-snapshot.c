@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * savevm / loadvm for the s2e driver: snapshots are files beside the image.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Private interface between the files of the s2e QEMU driver glue.
  *

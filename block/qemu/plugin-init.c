@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Loading the s2e driver into a stock QEMU binary with LD_PRELOAD.
  *

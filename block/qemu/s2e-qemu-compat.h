@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * One glue source for every QEMU s2e-block supports (7.2, 10.0-10.2).
  *

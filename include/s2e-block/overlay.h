@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * s2e-block overlay store: per-path copy-on-write disk contents in memory.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * s2e-block snapshots: the file IMAGE.NAME that `savevm NAME` writes beside
  * an s2e image, holding the VM state and the dirty disk sectors.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Replay driver for fuzz targets built without libFuzzer: runs
  * LLVMFuzzerTestOneInput() on every file named on the command line and on

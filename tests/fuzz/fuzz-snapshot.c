@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Fuzz target: the snapshot reader (header, indexes, regions, then every
  * read path) on arbitrary bytes.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Host-side control of the s2e test guest (Python 3 standard library only).
 
 The guest (docs/guest.md) is Debian's kernel with a busybox initramfs whose

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Self-test of the test guest with Debian's plain QEMU (no s2e plugin).
 
 Proves that the guest, its agent and tests/integration/guest.py work before

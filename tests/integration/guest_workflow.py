@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The main job's workflow on the real test guest, shared by
 scripts/demo.py, tests/integration/test_guest.py, test_nbd.py and
 bench/bench-resume.py (Python 3 standard library only).

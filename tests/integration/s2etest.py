@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Shared harness for the integration tests: Debian's real QEMU binaries
 run through build/s2e-run, with real files and real monitor commands.
 

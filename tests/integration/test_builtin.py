@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The s2e driver linked into a QEMU built from source (DESIGN.md §2,
 product 2), without the LD_PRELOAD plugin: scripts/build-qemu-s2e.sh builds
 qemu-system-x86_64, qemu-img and qemu-io with the driver in QEMU's block

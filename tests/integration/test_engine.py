@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """S2E's KVM_DISK_RW contract: when the host process provides
 kvm_has_disk_rw() / kvm_disk_rw() (here a shim library that keeps its own
 sectors and logs every call, as libs2e would), writes go to the engine,

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The main job on the real test guest (docs/guest.md), automated.
 
 One snapshot is made for the whole class: the guest boots from a `cp -p`

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Base images from the network: the s2e driver's file child is an NBD
 export (qemu-nbd or qemu-storage-daemon, read-only, on a unix socket or on
 TCP 127.0.0.1), shared by several QEMU processes at once.

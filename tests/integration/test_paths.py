@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Execution paths driven from the monitor through /objects/s2e-paths in
 Debian's qemu-system-x86_64: each path sees its own disk, forks share data,
 freed paths go away, errors are monitor errors, savevm/loadvm work with

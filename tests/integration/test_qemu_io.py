@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """qemu-io through s2e-run: reads see the base with the overlay laid over
 it, writes of every alignment land in the overlay, the base never changes.
 

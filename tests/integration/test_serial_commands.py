@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """S2E's -enable-serial-commands on Debian's stock qemu-system-x86_64,
 through build/s2e-run, with the real test guest (docs/guest.md).
 

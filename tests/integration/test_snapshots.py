@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """savevm / loadvm of s2e images in Debian's qemu-system-x86_64 and
 qemu-img: snapshots in IMAGE.NAME beside the image, resumed any number of
 times by any number of processes, refused when the base changed or the

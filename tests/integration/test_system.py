@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """qemu-system-x86_64 with -drive format=s2e: the HMP `qemu-io` command
 issues I/O as the guest would.  Checks virtio-blk and IDE, two processes
 sharing one base, the base's locks and read-only descriptor, bad I/O

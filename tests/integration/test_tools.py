@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """qemu-img with the s2e driver, the s2e-run launcher, and the ABI guard:
 every symbol the plugin needs from QEMU is exported by each QEMU program."""
 

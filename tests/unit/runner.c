@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Shared CUnit runner: suite selection, listing, seeds.  See runner.h.
  */

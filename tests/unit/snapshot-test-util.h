@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Helpers shared by the snapshot unit tests: scratch directories, base
  * images with chosen timestamps, deterministic VM state and sector

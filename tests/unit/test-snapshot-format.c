@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Validation tests of the snapshot format: one test per rule, each made by
  * changing one field of a good file (resealing the checksums where the

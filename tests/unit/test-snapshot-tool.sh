@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Tests of the s2e-snapshot tool on the committed seed snapshots.
 #
 #   test-snapshot-tool.sh S2E_SNAPSHOT CORPUS_DIR

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Unit tests of the snapshot module: round trips through the writer and
  * the reader, the writer's contract, base identity, path building,

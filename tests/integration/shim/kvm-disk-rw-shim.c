@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * A stand-in for S2E's engine in tests: provides kvm_has_disk_rw() and
  * kvm_disk_rw() with its own per-sector store, as libs2e does, and logs
