@@ -166,9 +166,10 @@ S2ESnapshotWriter *s2e_snapshot_writer_new(const char *dir,
                                            GError **error);
 
 /* Options, to be set before the first s2e_snapshot_writer_put_vmstate().
- * The zlib level (0..9) of the VM state defaults to 1, or to the value of
- * the environment variable S2E_SNAPSHOT_ZLIB_LEVEL when the writer is
- * created.  The chunk size (uncompressed bytes per independently
+ * The zlib level (0..9) of the VM state defaults to 0 (chunks stored raw,
+ * each with its CRC: every level >= 1 made savevm several times slower
+ * than qcow2), or to the value of the environment variable
+ * S2E_SNAPSHOT_ZLIB_LEVEL when the writer is created.  The chunk size (uncompressed bytes per independently
  * compressed chunk; a power of two from 4 KiB to 16 MiB) defaults to
  * 1 MiB; it bounds the writer's and the reader's memory use.  Both return
  * 0 or -EINVAL (INVALID) for a bad value or a late call. */
