@@ -39,6 +39,10 @@ check_one() {
             -Dc_args="$cflags" >"$OUT/setup.log" 2>&1 ||
             { cat "$OUT/setup.log"; return 1; }
     fi
+    # A tree set up before a meson.build changed must be regenerated first:
+    # ninja -t query reads build.ninja as it is.
+    ninja -C "$dir" build.ninja >"$dir/regen.log" 2>&1 ||
+        { cat "$dir/regen.log"; return 1; }
     # Only the glue's objects: the core does not depend on QEMU.  They are
     # recompiled every time: a warning is printed only when a file
     # compiles, so an up-to-date object would hide it.
