@@ -403,32 +403,32 @@ static uint64_t extent_search(const S2ESnapshot *snap, uint64_t sector)
     return lo;
 }
 
-static S2ESnapshotExtentKind kind_of(const S2ESnapExtent *e)
+static S2EExtentKind kind_of(const S2ESnapExtent *e)
 {
-    return (e->flags & S2E_SNAP_EXTENT_ZERO) ? S2E_SNAPSHOT_EXTENT_ZERO
-                                             : S2E_SNAPSHOT_EXTENT_DATA;
+    return (e->flags & S2E_SNAP_EXTENT_ZERO) ? S2E_EXTENT_ZERO
+                                             : S2E_EXTENT_DATA;
 }
 
-/* The run at @sector: NONE up to the next extent, or the extents directly
+/* The run at @sector: ABSENT up to the next extent, or the extents directly
  * following each other from the one holding @sector, of the same kind
  * only when @same_kind. */
-static S2ESnapshotExtentKind run_at(const S2ESnapshot *snap, uint64_t sector,
-                                    uint64_t max_count, bool same_kind,
-                                    uint64_t *count)
+static S2EExtentKind run_at(const S2ESnapshot *snap, uint64_t sector,
+                            uint64_t max_count, bool same_kind,
+                            uint64_t *count)
 {
     uint64_t i, end, n = snap->h.extent_count;
-    S2ESnapshotExtentKind kind;
+    S2EExtentKind kind;
 
     *count = max_count;
     if (max_count == 0 || sector >= snap->h.info.disk_sectors) {
-        return S2E_SNAPSHOT_EXTENT_NONE;
+        return S2E_EXTENT_ABSENT;
     }
     i = extent_search(snap, sector);
     if (i == n || snap->extents[i].sector > sector) {
         uint64_t next = i == n ? snap->h.info.disk_sectors
                                : snap->extents[i].sector;
         *count = MIN(max_count, next - sector);
-        return S2E_SNAPSHOT_EXTENT_NONE;
+        return S2E_EXTENT_ABSENT;
     }
     /* Held: extend over directly following extents. */
     kind = kind_of(&snap->extents[i]);
@@ -446,13 +446,12 @@ bool s2e_snapshot_extent(const S2ESnapshot *snap, uint64_t sector,
                          uint64_t max_count, uint64_t *count)
 {
     return run_at(snap, sector, max_count, false, count) !=
-           S2E_SNAPSHOT_EXTENT_NONE;
+           S2E_EXTENT_ABSENT;
 }
 
-S2ESnapshotExtentKind s2e_snapshot_extent_kind(const S2ESnapshot *snap,
-                                               uint64_t sector,
-                                               uint64_t max_count,
-                                               uint64_t *count)
+S2EExtentKind s2e_snapshot_extent_kind(const S2ESnapshot *snap,
+                                       uint64_t sector, uint64_t max_count,
+                                       uint64_t *count)
 {
     return run_at(snap, sector, max_count, true, count);
 }

@@ -383,15 +383,15 @@ static int s2e_save_layer_runs(S2ESaveView *v, uint64_t sector,
 {
     while (count > 0) {
         uint64_t n = count;
-        S2ESnapshotExtentKind kind = S2E_SNAPSHOT_EXTENT_NONE;
+        S2EExtentKind kind = S2E_EXTENT_ABSENT;
         int ret = 0;
 
         if (v->layer) {
             kind = s2e_snapshot_extent_kind(v->layer, sector, count, &n);
         }
-        if (kind == S2E_SNAPSHOT_EXTENT_DATA) {
+        if (kind == S2E_EXTENT_DATA) {
             ret = s2e_save_data(v, S2E_SAVE_LAYER_DATA, sector, n, buf, gerr);
-        } else if (kind == S2E_SNAPSHOT_EXTENT_ZERO) {
+        } else if (kind == S2E_EXTENT_ZERO) {
             ret = s2e_snapshot_writer_add_zero_sectors(v->writer, sector, n,
                                                        gerr);
         }

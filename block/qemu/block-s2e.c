@@ -618,16 +618,7 @@ s2e_co_block_status(BlockDriverState *bs, S2EBlockStatusMode mode,
         return ret;
     }
     if (kind == S2E_EXTENT_ABSENT && layer) {
-        switch (s2e_snapshot_extent_kind(layer, sector, n, &n)) {
-        case S2E_SNAPSHOT_EXTENT_DATA:
-            kind = S2E_EXTENT_DATA;
-            break;
-        case S2E_SNAPSHOT_EXTENT_ZERO:
-            kind = S2E_EXTENT_ZERO;
-            break;
-        default:
-            break;
-        }
+        kind = s2e_snapshot_extent_kind(layer, sector, n, &n);
     }
     *pnum = MIN((int64_t)(n * S2E_SECTOR_SIZE), bytes);
 

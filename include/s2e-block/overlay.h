@@ -53,6 +53,8 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "s2e-block/extent.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -65,13 +67,6 @@ extern "C" {
 
 typedef struct S2EOverlay S2EOverlay;
 typedef struct S2EOverlayMemory S2EOverlayMemory;
-
-/* What a run of sectors holds in an overlay. */
-typedef enum S2EExtentKind {
-    S2E_EXTENT_ABSENT = 0, /* not in the overlay: read the layer below */
-    S2E_EXTENT_DATA = 1,   /* data held in the overlay */
-    S2E_EXTENT_ZERO = 2,   /* written as zeroes; reads as zeroes */
-} S2EExtentKind;
 
 typedef struct S2EOverlayStats {
     /* bytes of data blocks reachable (each counted once) */

@@ -38,6 +38,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "s2e-block/extent.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -287,21 +289,15 @@ void s2e_snapshot_get_layout(const S2ESnapshot *snap,
 bool s2e_snapshot_extent(const S2ESnapshot *snap, uint64_t sector,
                          uint64_t max_count, uint64_t *count);
 
-/* What the snapshot holds for a sector. */
-typedef enum S2ESnapshotExtentKind {
-    S2E_SNAPSHOT_EXTENT_NONE = 0,   /* nothing: read the base image */
-    S2E_SNAPSHOT_EXTENT_DATA = 1,   /* sector data stored in the file */
-    S2E_SNAPSHOT_EXTENT_ZERO = 2,   /* reads as zeroes; nothing stored */
-} S2ESnapshotExtentKind;
-
 /* The kind of the run at @sector and its length in *count (1 ..
  * max_count): the following sectors up to *count are all of that kind.
- * At or past the disk end: NONE with *count = max_count; *count = 0 (and
- * NONE) when @max_count is 0. */
-S2ESnapshotExtentKind s2e_snapshot_extent_kind(const S2ESnapshot *snap,
-                                               uint64_t sector,
-                                               uint64_t max_count,
-                                               uint64_t *count);
+ * DATA is stored in the file, ZERO reads as zeroes with nothing stored,
+ * ABSENT is not in the snapshot (read the base image).  At or past the
+ * disk end: ABSENT with *count = max_count; *count = 0 (and ABSENT) when
+ * @max_count is 0. */
+S2EExtentKind s2e_snapshot_extent_kind(const S2ESnapshot *snap,
+                                       uint64_t sector, uint64_t max_count,
+                                       uint64_t *count);
 
 /* Read held sectors (every sector of the range must be held, as data or
  * zero extent, else -EINVAL and INVALID): data with pread, zero extents

@@ -77,15 +77,15 @@ static void walk_extents(S2ESnapshot *snap, uint8_t *buf)
     for (uint64_t i = 0; i < n && i < 16; i++) {
         bool is_zero = e[i].flags & S2E_SNAP_EXTENT_ZERO;
         uint64_t c = MIN(e[i].count, READ_MAX / 512);
-        S2ESnapshotExtentKind kind;
+        S2EExtentKind kind;
 
         promise(s2e_snapshot_extent(snap, e[i].sector, UINT64_MAX, &count),
                 "an extent's first sector is stored");
         promise(count >= e[i].count, "stored run covers the extent");
         kind = s2e_snapshot_extent_kind(snap, e[i].sector, UINT64_MAX,
                                         &kcount);
-        promise(kind == (is_zero ? S2E_SNAPSHOT_EXTENT_ZERO
-                                 : S2E_SNAPSHOT_EXTENT_DATA),
+        promise(kind == (is_zero ? S2E_EXTENT_ZERO
+                                 : S2E_EXTENT_DATA),
                 "an extent's kind is its flag");
         promise(kcount >= e[i].count && kcount <= count,
                 "a run of one kind covers the extent, within the held run");
@@ -100,13 +100,13 @@ static void walk_extents(S2ESnapshot *snap, uint8_t *buf)
         }
     }
     for (int i = 0; i < 32 && sector < info->disk_sectors; i++) {
-        S2ESnapshotExtentKind kind;
+        S2EExtentKind kind;
         bool held = s2e_snapshot_extent(snap, sector, 1000, &count);
 
         promise(count >= 1 && count <= 1000, "extent count in range");
         kind = s2e_snapshot_extent_kind(snap, sector, 1000, &kcount);
         promise(kcount >= 1 && kcount <= count, "kind count in range");
-        promise(held == (kind != S2E_SNAPSHOT_EXTENT_NONE),
+        promise(held == (kind != S2E_EXTENT_ABSENT),
                 "held exactly when the kind is not NONE");
         sector += kcount;
     }

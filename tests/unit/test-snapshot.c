@@ -494,12 +494,11 @@ static void test_empty_snapshot(void)
 
 /* Expect @kind for the run at @sector with @max, of length @want. */
 static void expect_kind(const S2ESnapshot *snap, uint64_t sector,
-                        uint64_t max, S2ESnapshotExtentKind kind,
+                        uint64_t max, S2EExtentKind kind,
                         uint64_t want)
 {
     uint64_t n = 12345;
-    S2ESnapshotExtentKind got = s2e_snapshot_extent_kind(snap, sector, max,
-                                                         &n);
+    S2EExtentKind got = s2e_snapshot_extent_kind(snap, sector, max, &n);
 
     if (got != kind || n != want) {
         fprintf(stderr, "\nsector %" G_GUINT64_FORMAT ": kind %d count %"
@@ -611,12 +610,11 @@ static void test_zero_mixed_roundtrip(void)
     /* Walk the disk with extent_kind() and extent(); read every run. */
     for (uint64_t s = 0; s < disk;) {
         uint64_t max = 1 + s2e_test_rng_below(&rng, 200), k;
-        S2ESnapshotExtentKind kind = s2e_snapshot_extent_kind(snap, s, max,
-                                                              &n);
+        S2EExtentKind kind = s2e_snapshot_extent_kind(snap, s, max, &n);
         bool held = s2e_snapshot_extent(snap, s, max, &k);
 
         CU_ASSERT_FATAL(n >= 1 && n <= max);
-        CU_ASSERT_EQUAL(held, kind != S2E_SNAPSHOT_EXTENT_NONE);
+        CU_ASSERT_EQUAL(held, kind != S2E_EXTENT_ABSENT);
         CU_ASSERT(k >= n);        /* extent() also spans the other kind */
         for (uint64_t i = 0; i < n && s + i < disk; i++) {
             CU_ASSERT_EQUAL_FATAL(shadow[s + i], (uint8_t)kind);
@@ -627,9 +625,9 @@ static void test_zero_mixed_roundtrip(void)
         for (uint64_t i = 0; i < k && s + i < disk; i++) {
             CU_ASSERT_EQUAL_FATAL(shadow[s + i] != 0, held);
         }
-        if (kind == S2E_SNAPSHOT_EXTENT_DATA) {
+        if (kind == S2E_EXTENT_DATA) {
             check_sectors(snap, s, MIN(n, 64), seed);
-        } else if (kind == S2E_SNAPSHOT_EXTENT_ZERO) {
+        } else if (kind == S2E_EXTENT_ZERO) {
             memset(buf, 0xee, 64 * 512);
             CU_ASSERT_EQUAL(s2e_snapshot_read_sectors(snap, s, MIN(n, 64),
                                                       buf, NULL), 0);
@@ -710,20 +708,20 @@ static void test_zero_merge_rules(void)
     CU_ASSERT_EQUAL(s2e_snapshot_get_info(snap)->dirty_sectors, 994);
     CU_ASSERT_EQUAL(s2e_snapshot_get_info(snap)->zero_sectors, 982);
 
-    expect_kind(snap, 0, 100, S2E_SNAPSHOT_EXTENT_ZERO, 8);
-    expect_kind(snap, 3, 100, S2E_SNAPSHOT_EXTENT_ZERO, 5);
-    expect_kind(snap, 3, 2, S2E_SNAPSHOT_EXTENT_ZERO, 2);
-    expect_kind(snap, 8, 100, S2E_SNAPSHOT_EXTENT_DATA, 8);
-    expect_kind(snap, 15, 100, S2E_SNAPSHOT_EXTENT_DATA, 1);
-    expect_kind(snap, 16, 100, S2E_SNAPSHOT_EXTENT_ZERO, 4);
-    expect_kind(snap, 20, 100, S2E_SNAPSHOT_EXTENT_DATA, 4);
-    expect_kind(snap, 24, 100, S2E_SNAPSHOT_EXTENT_NONE, 6);
-    expect_kind(snap, 24, 3, S2E_SNAPSHOT_EXTENT_NONE, 3);
-    expect_kind(snap, 30, UINT64_MAX, S2E_SNAPSHOT_EXTENT_ZERO, 970);
-    expect_kind(snap, 999, 5, S2E_SNAPSHOT_EXTENT_ZERO, 1);
-    expect_kind(snap, 1000, 5, S2E_SNAPSHOT_EXTENT_NONE, 5);
-    expect_kind(snap, UINT64_MAX, 5, S2E_SNAPSHOT_EXTENT_NONE, 5);
-    expect_kind(snap, 0, 0, S2E_SNAPSHOT_EXTENT_NONE, 0);
+    expect_kind(snap, 0, 100, S2E_EXTENT_ZERO, 8);
+    expect_kind(snap, 3, 100, S2E_EXTENT_ZERO, 5);
+    expect_kind(snap, 3, 2, S2E_EXTENT_ZERO, 2);
+    expect_kind(snap, 8, 100, S2E_EXTENT_DATA, 8);
+    expect_kind(snap, 15, 100, S2E_EXTENT_DATA, 1);
+    expect_kind(snap, 16, 100, S2E_EXTENT_ZERO, 4);
+    expect_kind(snap, 20, 100, S2E_EXTENT_DATA, 4);
+    expect_kind(snap, 24, 100, S2E_EXTENT_ABSENT, 6);
+    expect_kind(snap, 24, 3, S2E_EXTENT_ABSENT, 3);
+    expect_kind(snap, 30, UINT64_MAX, S2E_EXTENT_ZERO, 970);
+    expect_kind(snap, 999, 5, S2E_EXTENT_ZERO, 1);
+    expect_kind(snap, 1000, 5, S2E_EXTENT_ABSENT, 5);
+    expect_kind(snap, UINT64_MAX, 5, S2E_EXTENT_ABSENT, 5);
+    expect_kind(snap, 0, 0, S2E_EXTENT_ABSENT, 0);
     /* The bool query spans both kinds: sectors 0..23 are all held. */
     CU_ASSERT(s2e_snapshot_extent(snap, 0, 100, &n));
     CU_ASSERT_EQUAL(n, 24);
@@ -798,15 +796,15 @@ static void test_zero_huge(void)
                     disk - (at - 8 - big) - 1);
     CU_ASSERT_EQUAL(s2e_snapshot_get_info(snap)->zero_sectors,
                     disk - (at - 8 - big) - 1 - 8);
-    expect_kind(snap, 0, UINT64_MAX, S2E_SNAPSHOT_EXTENT_ZERO, big);
-    expect_kind(snap, big - 1, UINT64_MAX, S2E_SNAPSHOT_EXTENT_ZERO, 1);
-    expect_kind(snap, big, UINT64_MAX, S2E_SNAPSHOT_EXTENT_NONE,
+    expect_kind(snap, 0, UINT64_MAX, S2E_EXTENT_ZERO, big);
+    expect_kind(snap, big - 1, UINT64_MAX, S2E_EXTENT_ZERO, 1);
+    expect_kind(snap, big, UINT64_MAX, S2E_EXTENT_ABSENT,
                 at - 8 - big);
-    expect_kind(snap, at - 8, UINT64_MAX, S2E_SNAPSHOT_EXTENT_DATA, 8);
-    expect_kind(snap, at, UINT64_MAX, S2E_SNAPSHOT_EXTENT_ZERO, big);
-    expect_kind(snap, at + 12345, 10, S2E_SNAPSHOT_EXTENT_ZERO, 10);
-    expect_kind(snap, at + big, UINT64_MAX, S2E_SNAPSHOT_EXTENT_NONE, 1);
-    expect_kind(snap, at + big + 1, UINT64_MAX, S2E_SNAPSHOT_EXTENT_ZERO,
+    expect_kind(snap, at - 8, UINT64_MAX, S2E_EXTENT_DATA, 8);
+    expect_kind(snap, at, UINT64_MAX, S2E_EXTENT_ZERO, big);
+    expect_kind(snap, at + 12345, 10, S2E_EXTENT_ZERO, 10);
+    expect_kind(snap, at + big, UINT64_MAX, S2E_EXTENT_ABSENT, 1);
+    expect_kind(snap, at + big + 1, UINT64_MAX, S2E_EXTENT_ZERO,
                 disk - (at + big + 1));
     CU_ASSERT(s2e_snapshot_extent(snap, at - 8, UINT64_MAX, &n));
     CU_ASSERT_EQUAL(n, 8 + big);
