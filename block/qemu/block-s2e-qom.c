@@ -36,10 +36,12 @@
 #define TYPE_S2E_PATHS "s2e-paths"
 #define S2E_PATHS_ID "s2e-paths"
 
-typedef struct S2EPathsObject {
+OBJECT_DECLARE_SIMPLE_TYPE(S2EPathsObject, S2E_PATHS)
+
+struct S2EPathsObject {
     Object parent_obj;
     int64_t last_fork;
-} S2EPathsObject;
+};
 
 static S2EPathSet *s2e_qom_set(Error **errp)
 {
@@ -108,7 +110,7 @@ static void s2e_qom_set_current(Object *obj, Visitor *v, const char *name,
 static void s2e_qom_set_fork(Object *obj, Visitor *v, const char *name,
                              void *opaque, Error **errp)
 {
-    S2EPathsObject *po = (S2EPathsObject *)obj;
+    S2EPathsObject *po = S2E_PATHS(obj);
     S2EPathSet *set;
     int64_t id;
     S2EPath *parent = s2e_qom_visit_path(v, name, &set, &id, errp);
@@ -130,7 +132,7 @@ static void s2e_qom_set_fork(Object *obj, Visitor *v, const char *name,
 static void s2e_qom_get_last_fork(Object *obj, Visitor *v, const char *name,
                                   void *opaque, Error **errp)
 {
-    S2EPathsObject *po = (S2EPathsObject *)obj;
+    S2EPathsObject *po = S2E_PATHS(obj);
     visit_type_int(v, name, &po->last_fork, errp);
 }
 
@@ -234,7 +236,7 @@ static char *s2e_qom_get_stats(Object *obj, Error **errp)
 
 static void s2e_paths_instance_init(Object *obj)
 {
-    S2EPathsObject *po = (S2EPathsObject *)obj;
+    S2EPathsObject *po = S2E_PATHS(obj);
     po->last_fork = -1;
 }
 
