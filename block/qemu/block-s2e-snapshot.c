@@ -2,6 +2,11 @@
 /*
  * savevm / loadvm for the s2e driver: snapshots are files beside the image.
  *
+ * At open, s2e_snapshot_glue_open() decides where a drive's snapshot files
+ * live (IMAGE.NAME beside a local base, or in the snapshot-dir option) and
+ * holds a local base open, so every savevm and loadvm can check that the
+ * base is still the file the drive opened, unchanged.
+ *
  * QEMU 7.2's savevm streams the VM state through bdrv_save_vmstate() at
  * sequential positions from 0 and only then calls bdrv_snapshot_create()
  * with the snapshot's name.  So the first save_vmstate call starts a
@@ -34,6 +39,11 @@
 #include "qemu/cutils.h"
 #include "qemu/main-loop.h"
 #include "block/aio.h"
+#if __has_include("qobject/qdict.h")
+#include "qobject/qdict.h"         /* 10.0+ */
+#else
+#include "qapi/qmp/qdict.h"
+#endif
 
 #include "block-s2e.h"
 
@@ -122,6 +132,132 @@ static void s2e_command_end(void *opaque)
 static void s2e_at_command_end(BDRVS2EState *s)
 {
     qemu_bh_schedule(s->command_end_bh);
+}
+
+/* ---- Where snapshots live, and of what base ---------------------------- */
+
+static bool s2e_base_is_local_file(BlockDriverState *file_bs)
+{
+    const char *proto = file_bs->drv ? file_bs->drv->protocol_name : NULL;
+    return proto && !strcmp(proto, "file");
+}
+
+/* The base image's identity for a snapshot: that of the file opened,
+ * after checking it is unchanged and still the file its path names; the
+ * size for a base that is not a local file.  -ESTALE or -EIO and *errp
+ * saying why not. */
+static int s2e_snapshot_base_identity(BlockDriverState *bs,
+                                      S2EBaseIdentity *id, Error **errp)
+{
+    BDRVS2EState *s = bs->opaque;
+    GError *gerr = NULL;
+
+    if (s->base_error) {
+        error_setg(errp, "%s", s->base_error);
+        return -EIO;
+    }
+    if (s->base_file) {
+        if (s2e_base_file_check(s->base_file, &gerr) < 0) {
+            error_setg(errp, "%s", gerr->message);
+            g_error_free(gerr);
+            return -ESTALE;
+        }
+        *id = *s2e_base_file_identity(s->base_file);
+        return 0;
+    }
+    memset(id, 0, sizeof(*id));
+    id->size = s->length;
+    id->has_mtime = false;
+    return 0;
+}
+
+/* Hold the local base image open for its identity (S2EBaseFile).  QEMU
+ * opened it a moment ago by the same name.  Failing to is not fatal for
+ * I/O: snapshots are refused with the reason. */
+static void s2e_open_base_file(BDRVS2EState *s, const char *filename)
+{
+    GError *gerr = NULL;
+
+    s->base_file = s2e_base_file_open(filename, &gerr);
+    if (s->base_file) {
+        s->image_path = g_strdup(s2e_base_file_path(s->base_file));
+        return;
+    }
+    s->image_path = s2e_path_absolute(filename);
+    s->base_error = g_strdup_printf("Snapshots of '%s' are not possible: %s",
+                                    s->image_path, gerr->message);
+    g_error_free(gerr);
+}
+
+/* The file name snapshots of a base that is not a local file are named
+ * after ("NAME" in SNAPSHOT-DIR/NAME.SNAPSHOT): stable across connections,
+ * so it never depends on a socket path, a host or a port.
+ *   NBD:    the export name's last component ("nbd+unix:///disk.raw.s2e?
+ *           socket=..." -> "disk.raw.s2e"); "base" for the default export
+ *   others: the last component of the URL's path, query dropped
+ *           ("https://host/img/disk.raw.s2e" -> "disk.raw.s2e"), else "base"
+ * g_free() the result. */
+static char *s2e_remote_base_name(BlockDriverState *file_bs)
+{
+    const char *proto = file_bs->drv ? file_bs->drv->format_name : NULL;
+    g_autofree char *path = NULL;
+    char *name;
+
+    if (proto && !strcmp(proto, "nbd")) {
+        const char *export = file_bs->options
+            ? qdict_get_try_str(file_bs->options, "export") : NULL;
+        path = g_strdup(export ? export : "");
+    } else if (file_bs->exact_filename[0] &&
+               !g_str_has_prefix(file_bs->exact_filename, "json:")) {
+        const char *p = strstr(file_bs->exact_filename, "://");
+
+        path = g_strdup(p ? p + 3 : file_bs->exact_filename);
+        path[strcspn(path, "?#")] = '\0';
+        if (p && !strchr(path, '/')) {
+            path[0] = '\0';    /* "proto://host" only: no path */
+        }
+    } else {
+        path = g_strdup("");
+    }
+    name = g_path_get_basename(path);
+    if (!*path || !*name || !strcmp(name, ".") || !strcmp(name, "..") ||
+        !strcmp(name, "/")) {
+        g_free(name);
+        name = g_strdup("base");
+    }
+    return name;
+}
+
+/* Decide where snapshot files live: the snapshot-dir option, else the
+ * directory of a local base image.  A base that is not a local file needs
+ * snapshot-dir; its snapshots are SNAPSHOT-DIR/NAME.SNAPSHOT with NAME
+ * from s2e_remote_base_name(). */
+static void GRAPH_RDLOCK s2e_setup_snapshot_location(BlockDriverState *bs,
+                                                    const char *snapshot_dir)
+{
+    BDRVS2EState *s = bs->opaque;
+    BlockDriverState *file_bs = bs->file->bs;
+    bool local = s2e_base_is_local_file(file_bs);
+
+    if (local) {
+        s2e_open_base_file(s, file_bs->filename);
+    } else if (snapshot_dir) {
+        bdrv_refresh_filename(file_bs);
+        s->image_path = s2e_remote_base_name(file_bs);
+    } else {
+        /* No snapshots; the name only appears in the message saying so. */
+        bdrv_refresh_filename(file_bs);
+        s->image_path = g_strdup(file_bs->filename);
+    }
+
+    if (snapshot_dir) {
+        s->snapshot_dir = s2e_path_absolute(snapshot_dir);
+    } else if (local) {
+        s->snapshot_dir = g_path_get_dirname(s->image_path);
+    } else {
+        /* Snapshots of a remote base need snapshot-dir; I/O still works. */
+        s->snapshot_dir = NULL;
+    }
 }
 
 static int s2e_gerror_errno(const GError *gerr)
@@ -774,9 +910,12 @@ int s2e_snapshot_list_cb(BlockDriverState *bs, QEMUSnapshotInfo **psn_info)
     return n;
 }
 
-void s2e_snapshot_glue_open(BlockDriverState *bs)
+void GRAPH_RDLOCK s2e_snapshot_glue_open(BlockDriverState *bs,
+                                         const char *snapshot_dir)
 {
     BDRVS2EState *s = bs->opaque;
+
+    s2e_setup_snapshot_location(bs, snapshot_dir);
 
     s->command_end_bh = aio_bh_new(iohandler_get_aio_context(),
                                    s2e_command_end, s);
@@ -797,6 +936,10 @@ void s2e_snapshot_glue_close(BlockDriverState *bs)
         s->command_end_bh = NULL;
         s2e_command_end(s);
     }
+    s2e_base_file_close(s->base_file);
+    g_free(s->base_error);
+    g_free(s->image_path);
+    g_free(s->snapshot_dir);
 }
 
 /* Layers are shared by the paths forked after a loadvm; all of that runs

@@ -33,11 +33,6 @@
 #include "qemu/module.h"
 #include "qemu/option.h"
 #include "qemu/cutils.h"
-#if __has_include("qobject/qdict.h")
-#include "qobject/qdict.h"         /* 10.0+ */
-#else
-#include "qapi/qmp/qdict.h"
-#endif
 
 #include "block-s2e.h"
 
@@ -78,127 +73,6 @@ static int s2e_probe(const uint8_t *buf, int buf_size, const char *filename)
     /* Contents are raw: only the name tells an s2e image apart. */
     if (filename && g_str_has_suffix(filename, ".s2e")) {
         return 100;
-    }
-    return 0;
-}
-
-static bool s2e_base_is_local_file(BlockDriverState *file_bs)
-{
-    const char *proto = file_bs->drv ? file_bs->drv->protocol_name : NULL;
-    return proto && !strcmp(proto, "file");
-}
-
-int s2e_snapshot_base_identity(BlockDriverState *bs, S2EBaseIdentity *id,
-                               Error **errp)
-{
-    BDRVS2EState *s = bs->opaque;
-    GError *gerr = NULL;
-
-    if (s->base_error) {
-        error_setg(errp, "%s", s->base_error);
-        return -EIO;
-    }
-    if (s->base_file) {
-        if (s2e_base_file_check(s->base_file, &gerr) < 0) {
-            error_setg(errp, "%s", gerr->message);
-            g_error_free(gerr);
-            return -ESTALE;
-        }
-        *id = *s2e_base_file_identity(s->base_file);
-        return 0;
-    }
-    memset(id, 0, sizeof(*id));
-    id->size = s->length;
-    id->has_mtime = false;
-    return 0;
-}
-
-/* Hold the local base image open for its identity (S2EBaseFile).  QEMU
- * opened it a moment ago by the same name.  Failing to is not fatal for
- * I/O: snapshots are refused with the reason. */
-static void s2e_open_base_file(BDRVS2EState *s, const char *filename)
-{
-    GError *gerr = NULL;
-
-    s->base_file = s2e_base_file_open(filename, &gerr);
-    if (s->base_file) {
-        s->image_path = g_strdup(s2e_base_file_path(s->base_file));
-        return;
-    }
-    s->image_path = s2e_path_absolute(filename);
-    s->base_error = g_strdup_printf("Snapshots of '%s' are not possible: %s",
-                                    s->image_path, gerr->message);
-    g_error_free(gerr);
-}
-
-/* The file name snapshots of a base that is not a local file are named
- * after ("NAME" in SNAPSHOT-DIR/NAME.SNAPSHOT): stable across connections,
- * so it never depends on a socket path, a host or a port.
- *   NBD:    the export name's last component ("nbd+unix:///disk.raw.s2e?
- *           socket=..." -> "disk.raw.s2e"); "base" for the default export
- *   others: the last component of the URL's path, query dropped
- *           ("https://host/img/disk.raw.s2e" -> "disk.raw.s2e"), else "base"
- * g_free() the result. */
-static char *s2e_remote_base_name(BlockDriverState *file_bs)
-{
-    const char *proto = file_bs->drv ? file_bs->drv->format_name : NULL;
-    g_autofree char *path = NULL;
-    char *name;
-
-    if (proto && !strcmp(proto, "nbd")) {
-        const char *export = file_bs->options
-            ? qdict_get_try_str(file_bs->options, "export") : NULL;
-        path = g_strdup(export ? export : "");
-    } else if (file_bs->exact_filename[0] &&
-               !g_str_has_prefix(file_bs->exact_filename, "json:")) {
-        const char *p = strstr(file_bs->exact_filename, "://");
-
-        path = g_strdup(p ? p + 3 : file_bs->exact_filename);
-        path[strcspn(path, "?#")] = '\0';
-        if (p && !strchr(path, '/')) {
-            path[0] = '\0';    /* "proto://host" only: no path */
-        }
-    } else {
-        path = g_strdup("");
-    }
-    name = g_path_get_basename(path);
-    if (!*path || !*name || !strcmp(name, ".") || !strcmp(name, "..") ||
-        !strcmp(name, "/")) {
-        g_free(name);
-        name = g_strdup("base");
-    }
-    return name;
-}
-
-/* Decide where snapshot files live: the snapshot-dir option, else the
- * directory of a local base image.  A base that is not a local file needs
- * snapshot-dir; its snapshots are SNAPSHOT-DIR/NAME.SNAPSHOT with NAME
- * from s2e_remote_base_name(). */
-static int GRAPH_RDLOCK s2e_setup_snapshot_location(BlockDriverState *bs,
-                                       const char *snapshot_dir, Error **errp)
-{
-    BDRVS2EState *s = bs->opaque;
-    BlockDriverState *file_bs = bs->file->bs;
-    bool local = s2e_base_is_local_file(file_bs);
-
-    if (local) {
-        s2e_open_base_file(s, file_bs->filename);
-    } else if (snapshot_dir) {
-        bdrv_refresh_filename(file_bs);
-        s->image_path = s2e_remote_base_name(file_bs);
-    } else {
-        /* No snapshots; the name only appears in the message saying so. */
-        bdrv_refresh_filename(file_bs);
-        s->image_path = g_strdup(file_bs->filename);
-    }
-
-    if (snapshot_dir) {
-        s->snapshot_dir = s2e_path_absolute(snapshot_dir);
-    } else if (local) {
-        s->snapshot_dir = g_path_get_dirname(s->image_path);
-    } else {
-        /* Snapshots of a remote base need snapshot-dir; I/O still works. */
-        s->snapshot_dir = NULL;
     }
     return 0;
 }
@@ -281,12 +155,7 @@ static int GRAPH_RDLOCK s2e_open_base(BlockDriverState *bs, QemuOpts *opts,
     }
     s2e_path_drive_set_overlay_limit(s->pdrive,
         qemu_opt_get_size(opts, S2E_OPT_OVERLAY_LIMIT, 0));
-    ret = s2e_setup_snapshot_location(bs,
-                                      qemu_opt_get(opts, S2E_OPT_SNAPSHOT_DIR),
-                                      errp);
-    if (ret < 0) {
-        return ret;
-    }
+    s2e_snapshot_glue_open(bs, qemu_opt_get(opts, S2E_OPT_SNAPSHOT_DIR));
 
     s2e_engine_detect(&s->engine);
     if (s->engine.disk_rw) {
@@ -294,7 +163,6 @@ static int GRAPH_RDLOCK s2e_open_base(BlockDriverState *bs, QemuOpts *opts,
                     "(KVM_DISK_RW)", bs->filename);
     }
     bs->supported_zero_flags = BDRV_REQ_MAY_UNMAP | BDRV_REQ_NO_FALLBACK;
-    s2e_snapshot_glue_open(bs);
     return 0;
 }
 
@@ -346,10 +214,6 @@ static void s2e_close(BlockDriverState *bs)
         s2e_pathset_unregister_drive(s2e_paths_default(), s->pdrive);
         s->pdrive = NULL;
     }
-    s2e_base_file_close(s->base_file);
-    g_free(s->base_error);
-    g_free(s->image_path);
-    g_free(s->snapshot_dir);
 }
 
 static void s2e_child_perm(BlockDriverState *bs, BdrvChild *c,

@@ -4,8 +4,11 @@
  *
  * The glue is thin: it translates QEMU's BlockDriver callbacks into calls of
  * the QEMU-free core (overlay store, snapshot files).  block-s2e.c holds the
- * driver table and the I/O path, block-s2e-snapshot.c the savevm/loadvm
- * callbacks, plugin-init.c the registration and the ABI guard.
+ * driver table, options, open/close and the I/O path; block-s2e-snapshot.c
+ * where snapshot files live and the savevm/loadvm callbacks;
+ * block-s2e-engine.c S2E's KVM_DISK_RW contract; block-s2e-qom.c the
+ * monitor's path object; block-s2e-serial.c -enable-serial-commands;
+ * plugin-init.c the registration and the ABI guard.
  */
 #ifndef S2E_BLOCK_GLUE_H
 #define S2E_BLOCK_GLUE_H
@@ -86,17 +89,13 @@ int s2e_snapshot_goto_cb(BlockDriverState *bs, const char *snapshot_id);
 int s2e_snapshot_delete_cb(BlockDriverState *bs, const char *snapshot_id,
                            const char *name, Error **errp);
 int s2e_snapshot_list_cb(BlockDriverState *bs, QEMUSnapshotInfo **psn_info);
-/* A drive opened / closing: the snapshot glue keeps the open drives to
- * refuse snapshots two of them would keep in one file. */
-void s2e_snapshot_glue_open(BlockDriverState *bs);
+/* A drive opened / closing.  Opening decides where its snapshots live
+ * (@snapshot_dir, else beside a local base) and holds a local base open
+ * for its identity; the snapshot glue keeps the open drives to refuse
+ * snapshots two of them would keep in one file. */
+void GRAPH_RDLOCK s2e_snapshot_glue_open(BlockDriverState *bs,
+                                         const char *snapshot_dir);
 void s2e_snapshot_glue_close(BlockDriverState *bs);
-
-/* The base image's identity for a snapshot: that of the file opened,
- * after checking it is unchanged and still the file its path names; the
- * size for a base that is not a local file.  -ESTALE or -EIO and *errp
- * saying why not. */
-int s2e_snapshot_base_identity(BlockDriverState *bs, S2EBaseIdentity *id,
-                               Error **errp);
 
 /* The current path's view of a drive.  A request fetches it once. */
 static inline S2EOverlay *s2e_cur_overlay(BDRVS2EState *s)
