@@ -48,6 +48,14 @@ int s2e_snap_code_errno(S2ESnapshotErrorCode code)
     }
 }
 
+int s2e_snapshot_error_errno(const GError *error)
+{
+    if (!error || error->domain != S2E_SNAPSHOT_ERROR) {
+        return -EIO;
+    }
+    return s2e_snap_code_errno(error->code);
+}
+
 static void set_message(GError **error, S2ESnapshotErrorCode code,
                         char *message)
 {

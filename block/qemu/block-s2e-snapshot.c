@@ -92,8 +92,7 @@ static void s2e_settle_set_aside(BDRVS2EState *s, S2ESetAside *a)
                     "'%s' failed: the old one is kept", a->name,
                     s->image_path);
     } else {
-        error_report("s2e: %s", gerr->message);
-        g_error_free(gerr);
+        s2e_report_gerror(gerr);
     }
 }
 
@@ -158,9 +157,7 @@ static int s2e_snapshot_base_identity(BlockDriverState *bs,
     }
     if (s->base_file) {
         if (s2e_base_file_check(s->base_file, &gerr) < 0) {
-            error_setg(errp, "%s", gerr->message);
-            g_error_free(gerr);
-            return -ESTALE;
+            return s2e_error_from_gerror(errp, gerr);
         }
         *id = *s2e_base_file_identity(s->base_file);
         return 0;
@@ -260,17 +257,25 @@ static void GRAPH_RDLOCK s2e_setup_snapshot_location(BlockDriverState *bs,
     }
 }
 
-static int s2e_gerror_errno(const GError *gerr)
+/* ---- Errors of the snapshot module ------------------------------------- */
+
+int s2e_error_from_gerror(Error **errp, GError *gerr)
 {
-    switch (gerr->code) {
-    case S2E_SNAPSHOT_ERROR_NOT_FOUND:
-        return -ENOENT;
-    case S2E_SNAPSHOT_ERROR_INVALID:
-    case S2E_SNAPSHOT_ERROR_LIMIT:
-        return -EINVAL;
-    default:
-        return -EIO;
-    }
+    int ret = s2e_snapshot_error_errno(gerr);
+
+    error_setg(errp, "%s", gerr->message);
+    g_error_free(gerr);
+    return ret;
+}
+
+int s2e_report_gerror(GError *gerr)
+{
+    Error *err = NULL;
+    int ret = s2e_error_from_gerror(&err, gerr);
+
+    error_prepend(&err, "s2e: ");
+    error_report_err(err);
+    return ret;
 }
 
 static bool s2e_require_snapshot_dir(BDRVS2EState *s, Error **errp)
@@ -356,10 +361,7 @@ static int GRAPH_RDLOCK s2e_start_writer(BlockDriverState *bs, Error **errp)
     s->pending = s2e_snapshot_writer_new(s->snapshot_dir, &id, s->nb_sectors,
                                          &gerr);
     if (!s->pending) {
-        error_setg(errp, "%s", gerr->message);
-        ret = s2e_gerror_errno(gerr);
-        g_error_free(gerr);
-        return ret;
+        return s2e_error_from_gerror(errp, gerr);
     }
     s->pending_vmstate_bytes = 0;
     return 0;
@@ -426,8 +428,7 @@ s2e_co_save_vmstate(BlockDriverState *bs, QEMUIOVector *qiov, int64_t pos)
                                             qiov->iov[i].iov_base,
                                             qiov->iov[i].iov_len,
                                             &gerr) < 0) {
-            error_setg(&err, "%s", gerr->message);
-            g_error_free(gerr);
+            s2e_error_from_gerror(&err, gerr);
             s2e_hold_save_error(s, err);
             return 0;
         }
@@ -458,8 +459,7 @@ int coroutine_fn s2e_co_load_vmstate(BlockDriverState *bs, QEMUIOVector *qiov,
         ret = s2e_snapshot_read_vmstate(layer, pos, qiov->iov[i].iov_base,
                                         qiov->iov[i].iov_len, &gerr);
         if (ret < 0) {
-            error_report("s2e: %s", gerr->message);
-            g_error_free(gerr);
+            s2e_report_gerror(gerr);
             return ret;
         }
         pos += qiov->iov[i].iov_len;
@@ -592,13 +592,36 @@ static void s2e_info_from_qemu(S2ESnapshotInfo *info,
     info->icount = sn->icount;
 }
 
+/* Add the current path's dirty sectors to the pending writer and commit
+ * it as @path.  The writer is gone afterwards, whatever happened. */
+static int s2e_commit_pending(BDRVS2EState *s, const char *path,
+                              const QEMUSnapshotInfo *sn_info, GError **gerr)
+{
+    S2ESaveView view = {
+        .overlay = s2e_cur_overlay(s),
+        .layer = s2e_cur_layer(s),
+        .writer = s->pending,
+        .nb_sectors = s->nb_sectors,
+    };
+    S2ESnapshotInfo info;
+    int ret = s2e_save_dirty_sectors(&view, gerr);
+
+    if (ret < 0) {
+        s2e_abort_writer(s);
+        return ret;
+    }
+    s2e_info_from_qemu(&info, sn_info);
+    ret = s2e_snapshot_writer_commit(s->pending, path, &info, gerr);
+    s->pending = NULL;
+    s->pending_vmstate_bytes = 0;
+    return ret;
+}
+
 int GRAPH_RDLOCK s2e_snapshot_create_cb(BlockDriverState *bs,
                                         QEMUSnapshotInfo *sn_info)
 {
     BDRVS2EState *s = bs->opaque;
     g_autofree char *path = NULL;
-    S2ESnapshotInfo info;
-    S2ESaveView view;
     Error *err = NULL;
     GError *gerr = NULL;
     int ret;
@@ -621,7 +644,8 @@ int GRAPH_RDLOCK s2e_snapshot_create_cb(BlockDriverState *bs,
     path = s2e_snapshot_path(s->image_path, s->snapshot_dir, sn_info->name,
                              &gerr);
     if (!path) {
-        goto fail;
+        s2e_abort_writer(s);
+        return s2e_report_gerror(gerr);
     }
     if (!s->pending) {
         /* This drive holds no VM state: a disk-only file. */
@@ -637,34 +661,15 @@ int GRAPH_RDLOCK s2e_snapshot_create_cb(BlockDriverState *bs,
         s2e_abort_writer(s);
         return -EIO;
     }
-    view = (S2ESaveView) {
-        .overlay = s2e_cur_overlay(s),
-        .layer = s2e_cur_layer(s),
-        .writer = s->pending,
-        .nb_sectors = s->nb_sectors,
-    };
-    if (s2e_save_dirty_sectors(&view, &gerr) < 0) {
-        goto fail;
-    }
-
-    s2e_info_from_qemu(&info, sn_info);
-    ret = s2e_snapshot_writer_commit(s->pending, path, &info, &gerr);
-    s->pending = NULL;
-    s->pending_vmstate_bytes = 0;
+    ret = s2e_commit_pending(s, path, sn_info, &gerr);
     if (ret < 0) {
-        goto fail;
+        s2e_report_gerror(gerr);
+        return ret;
     }
     s2e_drop_set_aside(s, sn_info->name);
     s2e_forget_listing(s);
     pstrcpy(sn_info->id_str, sizeof(sn_info->id_str), sn_info->name);
     return 0;
-
-fail:
-    s2e_abort_writer(s);
-    ret = s2e_gerror_errno(gerr);
-    error_report("s2e: %s", gerr->message);
-    g_error_free(gerr);
-    return ret;
 }
 
 /* QEMU replaces the disk view (goto) before it reads the VM state, and a
@@ -672,16 +677,15 @@ fail:
  * path's writes gone.  So the stored VM state's checksums are checked
  * first, while a refusal still changes nothing: one more read of the
  * state, from the page cache when loadvm then reads it again. */
-static bool s2e_check_vmstate(S2ESnapshot *snap)
+static int s2e_check_vmstate(S2ESnapshot *snap)
 {
     GError *gerr = NULL;
+    int ret = s2e_snapshot_verify_vmstate(snap, &gerr);
 
-    if (s2e_snapshot_verify_vmstate(snap, &gerr) < 0) {
-        error_report("s2e: %s", gerr->message);
-        g_error_free(gerr);
-        return false;
+    if (ret < 0) {
+        s2e_report_gerror(gerr);
     }
-    return true;
+    return ret;
 }
 
 /* Version 1 files have no block checksums: say that their disk data is
@@ -712,9 +716,32 @@ static bool GRAPH_UNLOCKED s2e_check_no_shared_files_unlocked(Error **errp)
     return ok;
 }
 
-/* Open snapshot @name of this drive, checked against the base as it is now. */
-static S2ESnapshot *GRAPH_UNLOCKED s2e_open_for_goto(BlockDriverState *bs,
-                                                      const char *name)
+/* Whether this drive may load a snapshot now, and the identity of the
+ * base to check it against: -errno and *errp saying why not. */
+static int GRAPH_UNLOCKED s2e_goto_allowed(BlockDriverState *bs,
+                                           S2EBaseIdentity *id, Error **errp)
+{
+    BDRVS2EState *s = bs->opaque;
+
+    if (!s2e_require_snapshot_dir(s, errp)) {
+        return -EINVAL;
+    }
+    if (!s2e_engine_allows_snapshots(&s->engine, s->image_path, "loadvm",
+                                     errp)) {
+        return -ENOTSUP;
+    }
+    if (!s2e_check_no_shared_files_unlocked(errp)) {
+        return -EEXIST;
+    }
+    return s2e_snapshot_base_identity(bs, id, errp);
+}
+
+/* Open snapshot @name of this drive into *psnap, checked against the base
+ * as it is now.  -errno (a missing file is -ENOENT, as in qcow2) with the
+ * reason reported. */
+static int GRAPH_UNLOCKED s2e_open_for_goto(BlockDriverState *bs,
+                                            const char *name,
+                                            S2ESnapshot **psnap)
 {
     BDRVS2EState *s = bs->opaque;
     g_autofree char *path = NULL;
@@ -722,21 +749,16 @@ static S2ESnapshot *GRAPH_UNLOCKED s2e_open_for_goto(BlockDriverState *bs,
     S2ESnapshot *snap;
     Error *err = NULL;
     GError *gerr = NULL;
+    int ret = s2e_goto_allowed(bs, &id, &err);
 
-    if (!s2e_require_snapshot_dir(s, &err) ||
-        !s2e_engine_allows_snapshots(&s->engine, s->image_path, "loadvm",
-                                     &err) ||
-        !s2e_check_no_shared_files_unlocked(&err) ||
-        s2e_snapshot_base_identity(bs, &id, &err) < 0) {
+    if (ret < 0) {
         error_report_err(err);
-        return NULL;
+        return ret;
     }
     path = s2e_snapshot_path(s->image_path, s->snapshot_dir, name, &gerr);
     snap = path ? s2e_snapshot_open(path, s->image_path, &id, &gerr) : NULL;
     if (!snap) {
-        error_report("s2e: %s", gerr->message);
-        g_error_free(gerr);
-        return NULL;
+        return s2e_report_gerror(gerr);
     }
     if (s2e_snapshot_get_info(snap)->disk_sectors != s->nb_sectors) {
         error_report("s2e: snapshot '%s' was taken of a disk of %" PRIu64
@@ -744,14 +766,16 @@ static S2ESnapshot *GRAPH_UNLOCKED s2e_open_for_goto(BlockDriverState *bs,
                      path, s2e_snapshot_get_info(snap)->disk_sectors,
                      s->image_path, s->nb_sectors);
         s2e_snapshot_close(snap);
-        return NULL;
+        return -EINVAL;
     }
-    if (!s2e_check_vmstate(snap)) {
+    ret = s2e_check_vmstate(snap);
+    if (ret < 0) {
         s2e_snapshot_close(snap);
-        return NULL;
+        return ret;
     }
     s2e_warn_if_unverified(snap);
-    return snap;
+    *psnap = snap;
+    return 0;
 }
 
 /* loadvm, QMP snapshot-load and -loadvm all go to a snapshot with every
@@ -775,13 +799,13 @@ static bool s2e_goto_applies_nothing(BlockDriverState *bs, const char *name)
 int s2e_snapshot_goto_cb(BlockDriverState *bs, const char *snapshot_id)
 {
     BDRVS2EState *s = bs->opaque;
-    S2ESnapshot *snap = s2e_open_for_goto(bs, snapshot_id);
+    S2ESnapshot *snap = NULL;
     S2EOverlay *fresh;
     S2ELayer *layer;
-    int ret;
+    int ret = s2e_open_for_goto(bs, snapshot_id, &snap);
 
-    if (!snap) {
-        return -EINVAL;
+    if (ret < 0) {
+        return ret;
     }
     if (s2e_goto_applies_nothing(bs, snapshot_id)) {
         s2e_snapshot_close(snap);
@@ -826,9 +850,7 @@ int s2e_snapshot_delete_cb(BlockDriverState *bs, const char *snapshot_id,
     ret = s2e_snapshot_set_aside(s->image_path, s->snapshot_dir, a->name,
                                  &a->path, &gerr);
     if (ret < 0) {
-        error_setg(errp, "%s", gerr->message);
-        ret = s2e_gerror_errno(gerr);
-        g_error_free(gerr);
+        s2e_error_from_gerror(errp, gerr);
         s2e_set_aside_free(a);
         return ret;
     }
@@ -858,18 +880,17 @@ static void s2e_info_to_qemu(QEMUSnapshotInfo *sn, const S2ESnapshotEntry *e)
 /* The snapshot files, validated (and invalid ones warned about) once per
  * command: QEMU lists two or three times per savevm, loadvm or `info
  * snapshots`, and each listing opens every file and reads its indexes. */
-static GPtrArray *s2e_listing(BDRVS2EState *s)
+static int s2e_listing(BDRVS2EState *s, GPtrArray **entries)
 {
     GError *gerr = NULL;
 
     if (s->listing) {
-        return s->listing;
+        *entries = s->listing;
+        return 0;
     }
     s->listing = s2e_snapshot_list(s->image_path, s->snapshot_dir, &gerr);
     if (!s->listing) {
-        error_report("s2e: %s", gerr->message);
-        g_error_free(gerr);
-        return NULL;
+        return s2e_report_gerror(gerr);
     }
     for (guint i = 0; i < s->listing->len; i++) {
         const S2ESnapshotEntry *e = g_ptr_array_index(s->listing, i);
@@ -880,23 +901,24 @@ static GPtrArray *s2e_listing(BDRVS2EState *s)
         }
     }
     s2e_at_command_end(s);
-    return s->listing;
+    *entries = s->listing;
+    return 0;
 }
 
 int s2e_snapshot_list_cb(BlockDriverState *bs, QEMUSnapshotInfo **psn_info)
 {
     BDRVS2EState *s = bs->opaque;
-    GPtrArray *entries;
+    GPtrArray *entries = NULL;
     QEMUSnapshotInfo *sn;
-    int n = 0;
+    int n = 0, ret;
 
     *psn_info = NULL;
     if (!s->snapshot_dir) {
         return 0;
     }
-    entries = s2e_listing(s);
-    if (!entries) {
-        return -EIO;
+    ret = s2e_listing(s, &entries);
+    if (ret < 0) {
+        return ret;
     }
     sn = g_new0(QEMUSnapshotInfo, entries->len ? entries->len : 1);
     for (guint i = 0; i < entries->len; i++) {

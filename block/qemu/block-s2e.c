@@ -261,8 +261,7 @@ static int s2e_read_layer(S2ESnapshot *layer, uint64_t sector,
         uint64_t n = MIN(count, bounce_len / S2E_SECTOR_SIZE);
         int ret = s2e_snapshot_read_sectors(layer, sector, n, bounce, &gerr);
         if (ret < 0) {
-            error_report("s2e: %s", gerr->message);
-            g_error_free(gerr);
+            s2e_report_gerror(gerr);
             return ret;
         }
         qemu_iovec_from_buf(qiov, qiov_offset, bounce, n * S2E_SECTOR_SIZE);

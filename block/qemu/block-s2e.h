@@ -115,6 +115,17 @@ int coroutine_fn GRAPH_RDLOCK s2e_read_below_overlay(BlockDriverState *bs,
                                         uint64_t count, QEMUIOVector *qiov,
                                         size_t qiov_offset);
 
+/*
+ * block-s2e-snapshot.c: the one bridge from the snapshot module's GError
+ * to QEMU.  The message goes into *errp, or is reported ("s2e: ...") by a
+ * callback QEMU gives no Error **; @gerr is freed.  Both return the errno
+ * snapshot.h documents for the error's code.  Where the failed call
+ * returned an int, return that instead: it also carries an I/O error's
+ * own errno.
+ */
+int s2e_error_from_gerror(Error **errp, GError *gerr);
+int s2e_report_gerror(GError *gerr);
+
 /* block-s2e-snapshot.c: a layer holding one reference to @snap. */
 S2ELayer *s2e_layer_new(S2ESnapshot *snap);
 extern const S2EPathLayerOps s2e_layer_ops;

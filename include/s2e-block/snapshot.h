@@ -64,6 +64,12 @@ typedef enum S2ESnapshotErrorCode {
                                          this base is in the way */
 } S2ESnapshotErrorCode;
 
+/* The negative errno of @error's code, as the table above gives it: for
+ * callers that only hold the GError (functions returning a pointer).  An
+ * I/O error's own errno is in the int a function returns, not in the
+ * GError: this gives -EIO for it.  -EIO for a GError of another domain. */
+int s2e_snapshot_error_errno(const GError *error);
+
 /* Limits checked before any allocation or file creation. */
 #define S2E_SNAPSHOT_NAME_MAX 255   /* bytes, no '/' and not "." / ".." */
 #define S2E_SNAPSHOT_ID_MAX 127

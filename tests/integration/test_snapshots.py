@@ -10,6 +10,7 @@ before savevm must read back after resume); the VM state is checked by
 QEMU itself, which refuses to load a damaged stream.
 """
 
+import errno
 import glob
 import os
 import random
@@ -335,6 +336,25 @@ class SnapshotTest(S2ETestCase):
                           if f.startswith(".")], [])
         p = s2e("qemu-img", "snapshot", "-d", "disk1", img, check=False)
         self.assertNotEqual(p.returncode, 0)
+
+    def test_failed_load_says_the_real_errno(self):
+        """goto answered EINVAL for every failure, so QEMU added "Invalid
+        argument" to a missing snapshot or a changed base.  A missing
+        snapshot is ENOENT, as qcow2 answers; a changed base ESTALE, as
+        the snapshot module documents."""
+        img = self.base()
+        p = s2e("qemu-img", "snapshot", "-a", "nosuch", img, check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("Failed to load snapshot: " +
+                      os.strerror(errno.ENOENT), p.stderr)
+        self.saved(img)
+        os.utime(img, ns=(time.time_ns(), time.time_ns()))
+        self.protect(img)
+        p = s2e("qemu-img", "snapshot", "-a", "ready", img, check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("cp -p", p.stderr)
+        self.assertIn("Failed to load snapshot: " +
+                      os.strerror(errno.ESTALE), p.stderr)
 
     def test_kill_during_savevm_leaves_old_or_none(self):
         """kill -9 at several points of a savevm: afterwards IMAGE.ready is

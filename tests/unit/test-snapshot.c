@@ -2015,6 +2015,69 @@ static void test_many_readers(void)
     fixture_fini(&f);
 }
 
+/* ---- Errors ------------------------------------------------------------- */
+
+/* The errno of each code, as snapshot.h documents it; the glue passes it
+ * to QEMU, which shows it after "Failed to load snapshot: ". */
+static void test_error_errno_table(void)
+{
+    static const struct {
+        S2ESnapshotErrorCode code;
+        int err;
+    } table[] = {
+        { S2E_SNAPSHOT_ERROR_IO, -EIO },
+        { S2E_SNAPSHOT_ERROR_NOT_FOUND, -ENOENT },
+        { S2E_SNAPSHOT_ERROR_TRUNCATED, -EIO },
+        { S2E_SNAPSHOT_ERROR_BAD_MAGIC, -EINVAL },
+        { S2E_SNAPSHOT_ERROR_BAD_VERSION, -ENOTSUP },
+        { S2E_SNAPSHOT_ERROR_FEATURES, -ENOTSUP },
+        { S2E_SNAPSHOT_ERROR_CHECKSUM, -EIO },
+        { S2E_SNAPSHOT_ERROR_CORRUPT, -EINVAL },
+        { S2E_SNAPSHOT_ERROR_BASE_CHANGED, -ESTALE },
+        { S2E_SNAPSHOT_ERROR_INVALID, -EINVAL },
+        { S2E_SNAPSHOT_ERROR_LIMIT, -EFBIG },
+        { S2E_SNAPSHOT_ERROR_EXISTS, -EEXIST },
+    };
+    GError *other = g_error_new_literal(G_FILE_ERROR, G_FILE_ERROR_NOENT,
+                                        "not ours");
+
+    for (size_t i = 0; i < G_N_ELEMENTS(table); i++) {
+        GError *e = g_error_new_literal(S2E_SNAPSHOT_ERROR, table[i].code,
+                                        "x");
+        CU_ASSERT_EQUAL(s2e_snapshot_error_errno(e), table[i].err);
+        g_error_free(e);
+    }
+    CU_ASSERT_EQUAL(s2e_snapshot_error_errno(other), -EIO);
+    CU_ASSERT_EQUAL(s2e_snapshot_error_errno(NULL), -EIO);
+    g_error_free(other);
+}
+
+/* A function's return and the errno of the GError it sets agree. */
+static void test_error_errno_matches_returns(void)
+{
+    char *dir = tu_tmpdir();
+    char *image = g_build_filename(dir, "disk.s2e", NULL);
+    char *missing = g_build_filename(dir, "disk.s2e.none", NULL);
+    GError *err = NULL;
+    int ret;
+
+    CU_ASSERT_PTR_NULL(s2e_snapshot_open(missing, image, NULL, &err));
+    CU_ASSERT_EQUAL(s2e_snapshot_error_errno(err), -ENOENT);
+    g_clear_error(&err);
+    ret = s2e_snapshot_delete(image, dir, "none", &err);
+    CU_ASSERT_EQUAL(ret, -ENOENT);
+    CU_ASSERT_EQUAL(s2e_snapshot_error_errno(err), ret);
+    g_clear_error(&err);
+    ret = s2e_snapshot_delete(image, dir, "a/b", &err);
+    CU_ASSERT(ret < 0);
+    CU_ASSERT_EQUAL(s2e_snapshot_error_errno(err), ret);
+    g_clear_error(&err);
+    g_free(missing);
+    g_free(image);
+    tu_rmtree(dir);
+    g_free(dir);
+}
+
 void s2e_test_register(void)
 {
     CU_pSuite s;
@@ -2072,4 +2135,8 @@ void s2e_test_register(void)
     s2e_test_add(s, "list_snapshot_dir", test_list_snapshot_dir);
     s2e_test_add(s, "set_aside_and_restore", test_set_aside_and_restore);
     s2e_test_add(s, "fifo_never_blocks", test_fifo_never_blocks);
+
+    s = s2e_test_suite("errors");
+    s2e_test_add(s, "errno_table", test_error_errno_table);
+    s2e_test_add(s, "errno_matches_returns", test_error_errno_matches_returns);
 }
