@@ -302,6 +302,11 @@ int s2e_snap_pwrite_full(const S2ESnapIO *io, S2ESnapIOStep step, int fd,
 int s2e_snap_pread_full(const S2ESnapIO *io, int fd, void *buf, size_t len,
                         uint64_t off);
 
+/* The same into the vector @iov, which is consumed: its elements are
+ * changed as the reads progress. */
+int s2e_snap_preadv_full(const S2ESnapIO *io, int fd, struct iovec *iov,
+                         int iovcnt, uint64_t off);
+
 /* Open @path read-only (O_CLOEXEC) into *fd when it is a regular file,
  * without blocking and without opening anything else (a FIFO, a device):
  * then *regular is false and *fd -1.  Returns 0 or -errno (*fd -1). */

@@ -27,7 +27,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 static const char *const step_names[S2E_SNAP_IO__MAX] = {
@@ -131,6 +133,77 @@ int s2e_snap_pread_full(const S2ESnapIO *io, int fd, void *buf, size_t len,
             return -ENODATA;
         }
         p += done;
+        off += (uint64_t)done;
+        len -= (size_t)done;
+    }
+    return 0;
+}
+
+/* How many leading elements of @iov hold the first @len bytes, the last
+ * of them trimmed to end there (*trimmed: its full length, to restore). */
+static int iov_prefix(struct iovec *iov, int iovcnt, size_t len,
+                      size_t *trimmed)
+{
+    int k = 0;
+
+    while (k < iovcnt && k < IOV_MAX && len > iov[k].iov_len) {
+        len -= iov[k++].iov_len;
+    }
+    if (k == iovcnt || k == IOV_MAX) {
+        *trimmed = 0;
+        return k;
+    }
+    *trimmed = iov[k].iov_len;
+    iov[k].iov_len = len;
+    return k + 1;
+}
+
+/* Drop the first @done bytes from the vector. */
+static void iov_consume(struct iovec **iov, int *iovcnt, size_t done)
+{
+    while (*iovcnt > 0 && done >= (*iov)->iov_len) {
+        done -= (*iov)->iov_len;
+        (*iov)++;
+        (*iovcnt)--;
+    }
+    if (*iovcnt > 0) {
+        (*iov)->iov_base = (uint8_t *)(*iov)->iov_base + done;
+        (*iov)->iov_len -= done;
+    }
+}
+
+int s2e_snap_preadv_full(const S2ESnapIO *io, int fd, struct iovec *iov,
+                         int iovcnt, uint64_t off)
+{
+    size_t len = 0;
+
+    for (int k = 0; k < iovcnt; k++) {
+        len += iov[k].iov_len;
+    }
+    while (len > 0) {
+        size_t n = len, trimmed;
+        ssize_t done;
+        int cnt, ret = s2e_snap_io_fault(io, S2E_SNAP_IO_READ, &n);
+
+        if (ret < 0) {
+            return ret;
+        }
+        n = MIN(n, len);
+        if (n == 0 || off > (uint64_t)INT64_MAX - n) {
+            return -ENODATA;
+        }
+        cnt = iov_prefix(iov, iovcnt, n, &trimmed);
+        done = preadv(fd, iov, cnt, (off_t)off);
+        if (trimmed) {
+            iov[cnt - 1].iov_len = trimmed;
+        }
+        if (done < 0 && errno == EINTR) {
+            continue;
+        }
+        if (done <= 0) {
+            return done < 0 ? -errno : -ENODATA;
+        }
+        iov_consume(&iov, &iovcnt, (size_t)done);
         off += (uint64_t)done;
         len -= (size_t)done;
     }

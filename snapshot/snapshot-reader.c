@@ -537,68 +537,164 @@ static int block_damaged(const S2ESnapshot *snap, const S2ESnapExtent *e,
                           got, want);
 }
 
+/* ---- I/O vectors -------------------------------------------------------- */
+
+/* A position in a caller's vector, moving forward only: element k, byte
+ * off inside it (never at an element's end but the vector's). */
+typedef struct VecPos {
+    const struct iovec *iov;
+    int cnt, k;
+    size_t off;
+} VecPos;
+
+static void vec_advance(VecPos *v, size_t bytes)
+{
+    bytes += v->off;
+    while (v->k < v->cnt && bytes >= v->iov[v->k].iov_len) {
+        bytes -= v->iov[v->k].iov_len;
+        v->k++;
+    }
+    v->off = bytes;
+}
+
+static void vec_init(VecPos *v, const struct iovec *iov, int cnt)
+{
+    *v = (VecPos){ .iov = iov, .cnt = cnt };
+    vec_advance(v, 0);
+}
+
+static uint8_t *vec_at(const VecPos *v)
+{
+    return (uint8_t *)v->iov[v->k].iov_base + v->off;
+}
+
+/* Bytes from the position to the end of its element. */
+static size_t vec_room(const VecPos *v)
+{
+    return v->k < v->cnt ? v->iov[v->k].iov_len - v->off : 0;
+}
+
+/* The @len bytes at @v in one piece, or NULL when they span elements. */
+static const uint8_t *vec_contiguous(const VecPos *v, size_t len)
+{
+    return vec_room(v) >= len ? vec_at(v) : NULL;
+}
+
+/* Copy @len bytes at @v out to @buf, or in from @buf (zeroes when NULL);
+ * @v does not move. */
+static void vec_copy(VecPos v, uint8_t *buf, size_t len, bool in)
+{
+    while (len > 0 && v.k < v.cnt) {
+        size_t n = MIN(len, vec_room(&v));
+
+        if (!in) {
+            memcpy(buf, vec_at(&v), n);
+        } else if (buf) {
+            memcpy(vec_at(&v), buf, n);
+        } else {
+            memset(vec_at(&v), 0, n);
+        }
+        buf = buf ? buf + n : NULL;
+        len -= n;
+        vec_advance(&v, n);
+    }
+}
+
+/* The @len bytes at @v as elements of @out (room for all of v's): their
+ * count. */
+static int vec_slice(VecPos v, size_t len, struct iovec *out)
+{
+    int n = 0;
+
+    while (len > 0 && v.k < v.cnt) {
+        size_t take = MIN(len, vec_room(&v));
+
+        out[n].iov_base = vec_at(&v);
+        out[n++].iov_len = take;
+        len -= take;
+        vec_advance(&v, take);
+    }
+    return n;
+}
+
+/* ---- Sector data -------------------------------------------------------- */
+
 /*
- * Check block @b of extent @e, part of whose data the caller read into @p
- * (sectors [sector, sector + n)).  A block inside the request is checked
- * where it lies; one the request covers only partly is read whole into a
- * bounce buffer, checked, and its part copied to @p, so what the caller
- * gets is what was checked.
+ * Check block @b of extent @e, part of whose data the caller read into
+ * the vector (sectors [sector, sector + n)); @at is the vector's position
+ * of the block's first sector in the request.  A block inside the request
+ * is checked where it lies (gathered first when it spans elements); one
+ * the request covers only partly is read whole into a bounce buffer,
+ * checked, and its part copied into the vector, so what the caller gets is
+ * what was checked.
  */
 static int check_block(const S2ESnapshot *snap, const S2ESnapExtent *e,
                        uint64_t b, uint32_t want, uint64_t sector,
-                       uint64_t n, uint8_t *p, GError **error)
+                       uint64_t n, const VecPos *at, GError **error)
 {
     uint8_t bounce[BLOCK_BYTES];
     const uint8_t *data = bounce;
     uint64_t lo, hi, from, to;
+    size_t len;
+    bool inside;
     uint32_t got;
 
     block_span(e, b, &lo, &hi);
-    if (lo >= sector && hi <= sector + n) {
-        data = p + (lo - sector) * S2E_SNAP_SECTOR_SIZE;
+    len = (hi - lo) * S2E_SNAP_SECTOR_SIZE;
+    inside = lo >= sector && hi <= sector + n;
+    if (inside) {
+        data = vec_contiguous(at, len);
+        if (!data) {
+            vec_copy(*at, bounce, len, false);
+            data = bounce;
+        }
     } else {
-        int ret = read_at(snap, bounce, (hi - lo) * S2E_SNAP_SECTOR_SIZE,
+        int ret = read_at(snap, bounce, len,
                           e->offset + (lo - e->sector) * S2E_SNAP_SECTOR_SIZE,
                           "sector data", error);
         if (ret < 0) {
             return ret;
         }
     }
-    got = s2e_snap_data_csum(data, (hi - lo) * S2E_SNAP_SECTOR_SIZE);
+    got = s2e_snap_data_csum(data, len);
     if (got != want) {
         return block_damaged(snap, e, lo, hi, got, want, error);
     }
-    if (data == bounce) {
+    if (!inside) {
         from = MAX(lo, sector);
         to = MIN(hi, sector + n);
-        memcpy(p + (from - sector) * S2E_SNAP_SECTOR_SIZE,
-               bounce + (from - lo) * S2E_SNAP_SECTOR_SIZE,
-               (to - from) * S2E_SNAP_SECTOR_SIZE);
+        vec_copy(*at, bounce + (from - lo) * S2E_SNAP_SECTOR_SIZE,
+                 (to - from) * S2E_SNAP_SECTOR_SIZE, true);
     }
     return 0;
 }
 
-/* Verify the blocks of @e that sectors [sector, sector + n), read into @p,
- * touch: those not verified yet, or all when @again. */
+/* Verify the blocks of @e that sectors [sector, sector + n), read into
+ * the vector at @at, touch: those not verified yet, or all when @again. */
 static int verify_read(const S2ESnapshot *snap, const S2ESnapExtent *e,
-                       uint64_t sector, uint64_t n, uint8_t *p, bool again,
-                       GError **error)
+                       uint64_t sector, uint64_t n, const VecPos *at,
+                       bool again, GError **error)
 {
     uint64_t first = sector / S2E_SNAP_BLOCK_SECTORS;
     uint64_t last = (sector + n - 1) / S2E_SNAP_BLOCK_SECTORS;
     uint64_t base = e->first_csum - e->sector / S2E_SNAP_BLOCK_SECTORS;
     const uint32_t *want = NULL;
+    VecPos w = *at;
+    uint64_t w_sector = sector;
 
     for (uint64_t b = first; b <= last; b++) {
         uint64_t idx = base + b;
+        uint64_t from = MAX(b * S2E_SNAP_BLOCK_SECTORS, sector);
         int ret;
 
         if (!again && block_verified(snap, idx)) {
             continue;
         }
+        vec_advance(&w, (from - w_sector) * S2E_SNAP_SECTOR_SIZE);
+        w_sector = from;
         ret = want ? 0 : block_csums(snap, &want, error);
         if (ret == 0) {
-            ret = check_block(snap, e, b, want[idx], sector, n, p, error);
+            ret = check_block(snap, e, b, want[idx], sector, n, &w, error);
         }
         if (ret < 0) {
             return ret;
@@ -608,37 +704,32 @@ static int verify_read(const S2ESnapshot *snap, const S2ESnapExtent *e,
     return 0;
 }
 
-/* Sectors [sector, sector + n) of data extent @e into @p, checked. */
+/* Sectors [sector, sector + n) of data extent @e into the vector at @at,
+ * checked; @part has room for the vector's elements. */
 static int read_data(const S2ESnapshot *snap, const S2ESnapExtent *e,
-                     uint64_t sector, uint64_t n, uint8_t *p, GError **error)
+                     uint64_t sector, uint64_t n, const VecPos *at,
+                     struct iovec *part, GError **error)
 {
-    int ret = read_at(snap, p, (size_t)n * S2E_SNAP_SECTOR_SIZE,
-                      e->offset + (sector - e->sector) * S2E_SNAP_SECTOR_SIZE,
-                      "sector data", error);
+    int cnt = vec_slice(*at, n * S2E_SNAP_SECTOR_SIZE, part);
+    int ret = s2e_snap_preadv_full(&snap->io, snap->fd, part, cnt,
+                                   e->offset + (sector - e->sector) *
+                                   S2E_SNAP_SECTOR_SIZE);
 
-    if (ret < 0 || snap->h.version < S2E_SNAP_VERSION_2) {
-        return ret;
+    if (ret < 0) {
+        return read_error(snap, ret, "sector data", error);
     }
-    return verify_read(snap, e, sector, n, p, false, error);
-}
-
-static int not_stored(const S2ESnapshot *snap, uint64_t sector,
-                      GError **error)
-{
-    return s2e_snap_error(error, S2E_SNAPSHOT_ERROR_INVALID,
-                          "Sector %" G_GUINT64_FORMAT " is not stored in "
-                          "snapshot file '%s'", sector, snap->path);
-}
-
-int s2e_snapshot_read_sectors(const S2ESnapshot *snap, uint64_t sector,
-                              uint64_t count, void *buf, GError **error)
-{
-    uint8_t *p = buf;
-    uint64_t i;
-
-    if (count == 0) {
+    if (snap->h.version < S2E_SNAP_VERSION_2) {
         return 0;
     }
+    return verify_read(snap, e, sector, n, at, false, error);
+}
+
+static int check_read_args(const S2ESnapshot *snap, uint64_t sector,
+                           uint64_t count, const struct iovec *iov,
+                           int iovcnt, GError **error)
+{
+    uint64_t have = 0;
+
     if (sector >= snap->h.info.disk_sectors ||
         count > snap->h.info.disk_sectors - sector ||
         count > SIZE_MAX / S2E_SNAP_SECTOR_SIZE) {
@@ -648,30 +739,104 @@ int s2e_snapshot_read_sectors(const S2ESnapshot *snap, uint64_t sector,
                               "snapshot file '%s'", sector, count,
                               snap->path);
     }
-    i = extent_search(snap, sector);
-    while (count > 0) {
-        const S2ESnapExtent *e = &snap->extents[i];
-        uint64_t n;
-        int ret;
-
-        if (i == snap->h.extent_count || e->sector > sector) {
-            return not_stored(snap, sector, error);
-        }
-        n = MIN(count, e->sector + e->count - sector);
-        if (e->flags & S2E_SNAP_EXTENT_ZERO) {
-            memset(p, 0, (size_t)n * S2E_SNAP_SECTOR_SIZE);
-        } else {
-            ret = read_data(snap, e, sector, n, p, error);
-            if (ret < 0) {
-                return ret;
-            }
-        }
-        p += n * S2E_SNAP_SECTOR_SIZE;
-        sector += n;
-        count -= n;
-        i++;
+    for (int k = 0; k < iovcnt && have < count * S2E_SNAP_SECTOR_SIZE; k++) {
+        have += iov[k].iov_len;
+    }
+    if (iovcnt < 0 || have < count * S2E_SNAP_SECTOR_SIZE) {
+        return s2e_snap_error(error, S2E_SNAPSHOT_ERROR_INVALID,
+                              "A read of %" G_GUINT64_FORMAT " sectors from "
+                              "snapshot file '%s' was given a buffer of %"
+                              G_GUINT64_FORMAT " bytes", count, snap->path,
+                              have);
     }
     return 0;
+}
+
+/* The next run at @sector of at most @count sectors, from extent *i on:
+ * ABSENT up to the next extent, else the part of extent *i (*i moves on). */
+static S2EExtentKind next_run(const S2ESnapshot *snap, uint64_t *i,
+                              uint64_t sector, uint64_t count, uint64_t *n)
+{
+    const S2ESnapExtent *e = &snap->extents[*i];
+
+    if (*i == snap->h.extent_count || e->sector > sector) {
+        *n = *i == snap->h.extent_count ? count
+                                        : MIN(count, e->sector - sector);
+        return S2E_EXTENT_ABSENT;
+    }
+    *n = MIN(count, e->sector + e->count - sector);
+    (*i)++;
+    return kind_of(e);
+}
+
+int s2e_snapshot_readv(const S2ESnapshot *snap, uint64_t sector,
+                       uint64_t count, const struct iovec *iov, int iovcnt,
+                       S2ESnapshotAbsentFn *absent, void *opaque,
+                       GError **error)
+{
+    struct iovec stack[16], *part = stack;
+    uint64_t i;
+    VecPos v;
+    int ret;
+
+    if (count == 0) {
+        return 0;
+    }
+    ret = check_read_args(snap, sector, count, iov, iovcnt, error);
+    if (ret == 0 && iovcnt > (int)G_N_ELEMENTS(stack)) {
+        part = g_try_new(struct iovec, iovcnt);
+        ret = part ? 0 : s2e_snap_error(error, S2E_SNAPSHOT_ERROR_LIMIT,
+                                        "Not enough memory to read "
+                                        "snapshot file '%s'", snap->path);
+    }
+    vec_init(&v, iov, iovcnt);
+    i = extent_search(snap, sector);
+    while (ret == 0 && count > 0) {
+        const S2ESnapExtent *e = &snap->extents[i];
+        uint64_t n;
+
+        switch (next_run(snap, &i, sector, count, &n)) {
+        case S2E_EXTENT_ABSENT:
+            ret = absent ? absent(opaque, sector, n, error) : 0;
+            break;
+        case S2E_EXTENT_ZERO:
+            vec_copy(v, NULL, n * S2E_SNAP_SECTOR_SIZE, true);
+            break;
+        case S2E_EXTENT_DATA:
+            ret = read_data(snap, e, sector, n, &v, part, error);
+            break;
+        }
+        vec_advance(&v, n * S2E_SNAP_SECTOR_SIZE);
+        sector += n;
+        count -= n;
+    }
+    if (part != stack) {
+        g_free(part);
+    }
+    return ret;
+}
+
+static int refuse_absent(void *opaque, uint64_t sector, uint64_t count,
+                         GError **error)
+{
+    const S2ESnapshot *snap = opaque;
+
+    return s2e_snap_error(error, S2E_SNAPSHOT_ERROR_INVALID,
+                          "Sector %" G_GUINT64_FORMAT " is not stored in "
+                          "snapshot file '%s'", sector, snap->path);
+}
+
+int s2e_snapshot_read_sectors(const S2ESnapshot *snap, uint64_t sector,
+                              uint64_t count, void *buf, GError **error)
+{
+    struct iovec iov = {
+        .iov_base = buf,
+        .iov_len = count <= SIZE_MAX / S2E_SNAP_SECTOR_SIZE
+                   ? (size_t)count * S2E_SNAP_SECTOR_SIZE : 0,
+    };
+
+    return s2e_snapshot_readv(snap, sector, count, &iov, 1, refuse_absent,
+                              (void *)snap, error);
 }
 
 /* ---- VM state ----------------------------------------------------------- */
@@ -864,7 +1029,11 @@ static int verify_extent_blocks(const S2ESnapshot *snap, uint64_t i,
                           "sector data", error);
 
         if (ret == 0) {
-            ret = verify_read(snap, e, s, next - s, buf, true, error);
+            struct iovec iov = { .iov_base = buf, .iov_len = VERIFY_STEP };
+            VecPos at;
+
+            vec_init(&at, &iov, 1);
+            ret = verify_read(snap, e, s, next - s, &at, true, error);
         }
         if (ret < 0) {
             return ret;

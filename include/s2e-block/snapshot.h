@@ -25,9 +25,10 @@
  *   BAD_MAGIC, CORRUPT, INVALID: -EINVAL
  *
  * Threads: a writer is used by one thread at a time.  An open snapshot's
- * info, extent lookups and s2e_snapshot_read_sectors() may be used from
- * any number of threads at once (they only read); the VM state functions
- * keep a one-chunk cache and need one thread at a time.  There is no
+ * info, extent lookups and sector reads (s2e_snapshot_read_sectors(),
+ * s2e_snapshot_readv()) may be used from any number of threads at once
+ * (they only read); the VM state functions keep a one-chunk cache and
+ * need one thread at a time.  There is no
  * global mutable state: any number of writers and snapshots may coexist.
  */
 #ifndef S2E_BLOCK_SNAPSHOT_H
@@ -37,6 +38,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "s2e-block/extent.h"
 
@@ -316,6 +318,25 @@ S2EExtentKind s2e_snapshot_extent_kind(const S2ESnapshot *snap,
  * a file truncated under the reader gives TRUNCATED (-EIO). */
 int s2e_snapshot_read_sectors(const S2ESnapshot *snap, uint64_t sector,
                               uint64_t count, void *buf, GError **error);
+
+/* Called by s2e_snapshot_readv() for each run of sectors the snapshot
+ * does not hold, in ascending order.  A negative errno stops the read and
+ * is returned (with *error set as the callback sets it). */
+typedef int S2ESnapshotAbsentFn(void *opaque, uint64_t sector,
+                                uint64_t count, GError **error);
+
+/* Read [sector, sector + count) into @iov at the matching position, as
+ * s2e_snapshot_read_sectors() reads held sectors (data with preadv
+ * straight into the vector, zero extents as zeroes, version 2 blocks
+ * checked): one walk of the extent index for the whole range.  Sectors the
+ * snapshot does not hold leave their part of @iov as it was and are handed
+ * to @absent when it is not NULL.  -EINVAL (INVALID) for a range outside
+ * the disk or a vector shorter than the range.  Same thread rule as
+ * s2e_snapshot_read_sectors(). */
+int s2e_snapshot_readv(const S2ESnapshot *snap, uint64_t sector,
+                       uint64_t count, const struct iovec *iov, int iovcnt,
+                       S2ESnapshotAbsentFn *absent, void *opaque,
+                       GError **error);
 
 /* Read VM state at @pos; bytes past the end read as zeroes (QEMU's last
  * read overruns).  Verifies each chunk's checksum.  Returns 0 or -errno. */
