@@ -88,14 +88,11 @@ static int s2e_engine_call(const S2EEngine *engine, void *buf,
 }
 
 /* One engine call per chunk of at most S2E_ENGINE_CHUNK_SECTORS, through
- * a bounce buffer.  Reads fill the chunk from snapshot layer and base first,
- * then let the engine replace what it holds; writes hand it the data, or
- * zeroes when @qiov is NULL. */
-static int coroutine_fn GRAPH_RDLOCK
-s2e_engine_co_rw(BlockDriverState *bs, uint64_t sector, uint64_t count,
-                 QEMUIOVector *qiov, bool is_write)
+ * a bounce buffer: the engine replaces what it holds in a read, and is
+ * handed the data of a write, or zeroes when @qiov is NULL. */
+static int s2e_engine_rw(const S2EEngine *engine, uint64_t sector,
+                         uint64_t count, QEMUIOVector *qiov, bool is_write)
 {
-    BDRVS2EState *s = bs->opaque;
     size_t chunk = MIN(count, S2E_ENGINE_CHUNK_SECTORS) * S2E_SECTOR_SIZE;
     g_autofree uint8_t *buf = g_try_malloc(chunk);
     size_t qiov_offset = 0;
@@ -106,21 +103,14 @@ s2e_engine_co_rw(BlockDriverState *bs, uint64_t sector, uint64_t count,
     while (count > 0) {
         uint64_t n = MIN(count, S2E_ENGINE_CHUNK_SECTORS);
         size_t len = n * S2E_SECTOR_SIZE;
-        int ret = 0;
+        int ret;
 
-        if (!is_write) {
-            ret = s2e_read_below_overlay(bs, s2e_cur_layer(s), sector, n, qiov,
-                                         qiov_offset);
-        }
-        if (ret < 0) {
-            return ret;
-        }
         if (qiov) {
             qemu_iovec_to_buf(qiov, qiov_offset, buf, len);
         } else {
             memset(buf, 0, len);
         }
-        ret = s2e_engine_call(&s->engine, buf, sector, n, is_write);
+        ret = s2e_engine_call(engine, buf, sector, n, is_write);
         if (ret < 0) {
             return ret;
         }
@@ -134,19 +124,15 @@ s2e_engine_co_rw(BlockDriverState *bs, uint64_t sector, uint64_t count,
     return 0;
 }
 
-int coroutine_fn GRAPH_RDLOCK
-s2e_engine_co_preadv(BlockDriverState *bs, uint64_t sector, uint64_t count,
-                     QEMUIOVector *qiov)
+int s2e_engine_readv(const S2EEngine *engine, uint64_t sector,
+                     uint64_t count, QEMUIOVector *qiov)
 {
-    return s2e_engine_co_rw(bs, sector, count, qiov, false);
+    return s2e_engine_rw(engine, sector, count, qiov, false);
 }
 
-int coroutine_fn GRAPH_RDLOCK
-s2e_engine_co_pwritev(BlockDriverState *bs, uint64_t sector, uint64_t count,
+int s2e_engine_writev(S2EEngine *engine, uint64_t sector, uint64_t count,
                       QEMUIOVector *qiov)
 {
-    BDRVS2EState *s = bs->opaque;
-
-    s->engine.holds_writes = true;
-    return s2e_engine_co_rw(bs, sector, count, qiov, true);
+    engine->holds_writes = true;
+    return s2e_engine_rw(engine, sector, count, qiov, true);
 }

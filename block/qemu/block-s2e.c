@@ -7,7 +7,8 @@
  * (block/overlay.c); reads look through three layers, topmost first:
  *
  *     overlay        this execution path's writes        (memory)
- *     snapshot layer sectors of the loaded snapshot      (IMAGE.NAME, pread)
+ *     snapshot layer sectors of the loaded snapshot      (IMAGE.NAME, read
+ *                                                        by a worker thread)
  *     base image     the raw file, through bs->file      (never written)
  *
  * so any number of QEMU processes can share one base image and its
@@ -38,9 +39,6 @@
 
 #define S2E_OPT_SNAPSHOT_DIR "snapshot-dir"
 #define S2E_OPT_OVERLAY_LIMIT "overlay-limit"
-
-/* Largest bounce buffer for reads of the snapshot layer. */
-#define S2E_BOUNCE_MAX (1024 * 1024)
 
 static QemuOptsList s2e_runtime_opts = {
     .name = "s2e",
@@ -245,75 +243,33 @@ static int s2e_check_range(BDRVS2EState *s, int64_t offset, int64_t bytes)
     return 0;
 }
 
-/* Read sectors stored in the snapshot layer into @qiov at @qiov_offset. */
-static int s2e_read_layer(S2ESnapshot *layer, uint64_t sector,
-                          uint64_t count, QEMUIOVector *qiov,
-                          size_t qiov_offset)
-{
-    size_t bounce_len = MIN(count * S2E_SECTOR_SIZE, S2E_BOUNCE_MAX);
-    g_autofree uint8_t *bounce = g_try_malloc(bounce_len);
-    GError *gerr = NULL;
-
-    if (!bounce) {
-        return -ENOMEM;
-    }
-    while (count > 0) {
-        uint64_t n = MIN(count, bounce_len / S2E_SECTOR_SIZE);
-        int ret = s2e_snapshot_read_sectors(layer, sector, n, bounce, &gerr);
-        if (ret < 0) {
-            s2e_report_gerror(gerr);
-            return ret;
-        }
-        qemu_iovec_from_buf(qiov, qiov_offset, bounce, n * S2E_SECTOR_SIZE);
-        qiov_offset += n * S2E_SECTOR_SIZE;
-        sector += n;
-        count -= n;
-    }
-    return 0;
-}
-
-/* Fill a run absent from the overlay: snapshot layer first, then base. */
-int coroutine_fn GRAPH_RDLOCK s2e_read_below_overlay(BlockDriverState *bs,
-                                        S2ESnapshot *layer, uint64_t sector,
-                                        uint64_t count, QEMUIOVector *qiov,
-                                        size_t qiov_offset)
-{
-    while (count > 0) {
-        uint64_t n = count;
-        bool stored = layer && s2e_snapshot_extent(layer, sector, count, &n);
-        int ret;
-
-        if (stored) {
-            ret = s2e_read_layer(layer, sector, n, qiov, qiov_offset);
-        } else {
-            ret = bdrv_co_preadv_part(bs->file, sector * S2E_SECTOR_SIZE,
-                                      n * S2E_SECTOR_SIZE, qiov, qiov_offset,
-                                      0);
-        }
-        if (ret < 0) {
-            return ret;
-        }
-        qiov_offset += n * S2E_SECTOR_SIZE;
-        sector += n;
-        count -= n;
-    }
-    return 0;
-}
-
-/* The runs of a read that the overlay does not hold: few, usually. */
+/* Runs of a read that an upper layer does not hold: few, usually. */
 typedef struct S2ERun {
     uint64_t sector;
     uint64_t count;
 } S2ERun;
 
-typedef struct S2EAbsentRuns {
+typedef struct S2ERuns {
     S2ERun *run;
     size_t n, cap;
     S2ERun inline_runs[8];
-} S2EAbsentRuns;
+} S2ERuns;
 
-static int s2e_absent_runs_add(S2EAbsentRuns *r, uint64_t sector,
-                               uint64_t count)
+static void s2e_runs_init(S2ERuns *r)
+{
+    r->run = r->inline_runs;
+    r->n = 0;
+    r->cap = G_N_ELEMENTS(r->inline_runs);
+}
+
+static void s2e_runs_free(S2ERuns *r)
+{
+    if (r->run != r->inline_runs) {
+        g_free(r->run);
+    }
+}
+
+static int s2e_runs_add(S2ERuns *r, uint64_t sector, uint64_t count)
 {
     if (r->n == r->cap) {
         S2ERun *more = g_try_new(S2ERun, r->cap * 2);
@@ -322,9 +278,7 @@ static int s2e_absent_runs_add(S2EAbsentRuns *r, uint64_t sector,
             return -ENOMEM;
         }
         memcpy(more, r->run, r->n * sizeof(*more));
-        if (r->run != r->inline_runs) {
-            g_free(r->run);
-        }
+        s2e_runs_free(r);
         r->run = more;
         r->cap *= 2;
     }
@@ -332,10 +286,90 @@ static int s2e_absent_runs_add(S2EAbsentRuns *r, uint64_t sector,
     return 0;
 }
 
+/*
+ * A read of the snapshot layer, run by a worker of the thread pool: on a
+ * page-cache miss (a cold snapshot, one on NFS) the file read blocks, and
+ * in the coroutine it would stall the whole AioContext -- the main loop,
+ * under the BQL, when the drive has no iothread.  The data goes straight
+ * into the request's buffers; the runs the layer does not hold are noted
+ * for base reads, which the coroutine then issues itself.
+ */
+typedef struct S2ELayerRead {
+    S2ESnapshot *layer;
+    uint64_t sector, count;
+    QEMUIOVector qiov;          /* the request's buffers for the run */
+    S2ERuns *base_runs;
+    GError *gerr;
+} S2ELayerRead;
+
+static int s2e_note_base_run(void *opaque, uint64_t sector, uint64_t count,
+                             GError **error)
+{
+    return s2e_runs_add(opaque, sector, count);
+}
+
+static int s2e_layer_read_worker(void *opaque)
+{
+    S2ELayerRead *r = opaque;
+
+    return s2e_snapshot_readv(r->layer, r->sector, r->count, r->qiov.iov,
+                              r->qiov.niov, s2e_note_base_run, r->base_runs,
+                              &r->gerr);
+}
+
+static int coroutine_fn s2e_read_layer(BlockDriverState *bs,
+                                       S2ESnapshot *layer, uint64_t sector,
+                                       uint64_t count, QEMUIOVector *qiov,
+                                       size_t qiov_offset, S2ERuns *base_runs)
+{
+    S2ELayerRead r = {
+        .layer = layer, .sector = sector, .count = count,
+        .base_runs = base_runs,
+    };
+    int ret;
+
+    qemu_iovec_init_slice(&r.qiov, qiov, qiov_offset,
+                          count * S2E_SECTOR_SIZE);
+    ret = s2e_thread_pool_submit_co(bs, s2e_layer_read_worker, &r);
+    qemu_iovec_destroy(&r.qiov);
+    if (ret < 0 && r.gerr) {
+        s2e_report_gerror(r.gerr);
+    }
+    return ret;
+}
+
+/* Fill a run absent from the overlay: what the snapshot layer holds, then
+ * the base for the rest. */
+static int coroutine_fn GRAPH_RDLOCK
+s2e_read_below_overlay(BlockDriverState *bs, S2ESnapshot *layer,
+                       uint64_t sector, uint64_t count, QEMUIOVector *qiov,
+                       size_t qiov_offset)
+{
+    S2ERuns base;
+    int ret = 0;
+
+    s2e_runs_init(&base);
+    if (layer) {
+        ret = s2e_read_layer(bs, layer, sector, count, qiov, qiov_offset,
+                             &base);
+    } else {
+        ret = s2e_runs_add(&base, sector, count);
+    }
+    for (size_t i = 0; i < base.n && ret == 0; i++) {
+        ret = bdrv_co_preadv_part(bs->file,
+                                  base.run[i].sector * S2E_SECTOR_SIZE,
+                                  base.run[i].count * S2E_SECTOR_SIZE, qiov,
+                                  qiov_offset + (base.run[i].sector - sector) *
+                                  S2E_SECTOR_SIZE, 0);
+    }
+    s2e_runs_free(&base);
+    return ret;
+}
+
 /* Copy what the overlay holds of the request into @qiov and list the runs
  * it does not hold, all without yielding. */
 static int s2e_read_overlay(S2EOverlay *ov, uint64_t first, uint64_t count,
-                            QEMUIOVector *qiov, S2EAbsentRuns *absent)
+                            QEMUIOVector *qiov, S2ERuns *absent)
 {
     uint64_t pos = 0;
 
@@ -345,7 +379,7 @@ static int s2e_read_overlay(S2EOverlay *ov, uint64_t first, uint64_t count,
         int ret = s2e_overlay_extent(ov, first + pos, count - pos, &kind, &n);
 
         if (ret == 0 && kind == S2E_EXTENT_ABSENT) {
-            ret = s2e_absent_runs_add(absent, first + pos, n);
+            ret = s2e_runs_add(absent, first + pos, n);
         }
         if (ret < 0) {
             return ret;
@@ -375,15 +409,18 @@ s2e_co_preadv(BlockDriverState *bs, int64_t offset, int64_t bytes,
      * requests only). */
     S2EOverlay *ov = s2e_cur_overlay(s);
     S2ESnapshot *layer = s2e_cur_layer(s);
-    S2EAbsentRuns absent = { .cap = G_N_ELEMENTS(absent.inline_runs) };
+    S2ERuns absent;
 
     if (ret < 0) {
         return ret;
     }
     if (s->engine.disk_rw) {
-        return s2e_engine_co_preadv(bs, first, count, qiov);
+        /* The engine's sectors win over the layers below the overlay. */
+        ret = s2e_read_below_overlay(bs, layer, first, count, qiov, 0);
+        return ret < 0 ? ret : s2e_engine_readv(&s->engine, first, count,
+                                                qiov);
     }
-    absent.run = absent.inline_runs;
+    s2e_runs_init(&absent);
     ret = s2e_read_overlay(ov, first, count, qiov, &absent);
     for (size_t i = 0; i < absent.n && ret == 0; i++) {
         ret = s2e_read_below_overlay(bs, layer, absent.run[i].sector,
@@ -391,9 +428,7 @@ s2e_co_preadv(BlockDriverState *bs, int64_t offset, int64_t bytes,
                                      (absent.run[i].sector - first) *
                                      S2E_SECTOR_SIZE);
     }
-    if (absent.run != absent.inline_runs) {
-        g_free(absent.run);
-    }
+    s2e_runs_free(&absent);
     return ret;
 }
 
@@ -408,8 +443,8 @@ s2e_co_pwritev(BlockDriverState *bs, int64_t offset, int64_t bytes,
         return ret;
     }
     if (s->engine.disk_rw) {
-        return s2e_engine_co_pwritev(bs, offset / S2E_SECTOR_SIZE,
-                                     bytes / S2E_SECTOR_SIZE, qiov);
+        return s2e_engine_writev(&s->engine, offset / S2E_SECTOR_SIZE,
+                                 bytes / S2E_SECTOR_SIZE, qiov);
     }
     return s2e_overlay_writev(s2e_cur_overlay(s), offset / S2E_SECTOR_SIZE,
                               bytes / S2E_SECTOR_SIZE, qiov->iov, qiov->niov);
@@ -426,8 +461,8 @@ s2e_co_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t bytes,
         return ret;
     }
     if (s->engine.disk_rw) {
-        return s2e_engine_co_pwritev(bs, offset / S2E_SECTOR_SIZE,
-                                     bytes / S2E_SECTOR_SIZE, NULL);
+        return s2e_engine_writev(&s->engine, offset / S2E_SECTOR_SIZE,
+                                 bytes / S2E_SECTOR_SIZE, NULL);
     }
     return s2e_overlay_write_zeroes(s2e_cur_overlay(s), offset / S2E_SECTOR_SIZE,
                                     bytes / S2E_SECTOR_SIZE);

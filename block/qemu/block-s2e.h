@@ -109,12 +109,6 @@ static inline S2ESnapshot *s2e_cur_layer(BDRVS2EState *s)
     return layer ? layer->snap : NULL;
 }
 
-/* block-s2e.c: fill sectors absent from the overlay (layer, then base). */
-int coroutine_fn GRAPH_RDLOCK s2e_read_below_overlay(BlockDriverState *bs,
-                                        S2ESnapshot *layer, uint64_t sector,
-                                        uint64_t count, QEMUIOVector *qiov,
-                                        size_t qiov_offset);
-
 /*
  * block-s2e-snapshot.c: the one bridge from the snapshot module's GError
  * to QEMU.  The message goes into *errp, or is reported ("s2e: ...") by a
@@ -141,12 +135,12 @@ void s2e_engine_detect(S2EEngine *engine);
 bool s2e_engine_allows_snapshots(const S2EEngine *engine,
                                  const char *image, const char *what,
                                  Error **errp);
-int coroutine_fn GRAPH_RDLOCK
-s2e_engine_co_preadv(BlockDriverState *bs, uint64_t sector, uint64_t count,
-                     QEMUIOVector *qiov);
-/* @qiov NULL writes zeroes. */
-int coroutine_fn GRAPH_RDLOCK
-s2e_engine_co_pwritev(BlockDriverState *bs, uint64_t sector, uint64_t count,
+/* Let the engine replace the sectors it holds in @qiov, which the caller
+ * filled from the layers below; or hand it a write (@qiov NULL: zeroes).
+ * 0 or -errno. */
+int s2e_engine_readv(const S2EEngine *engine, uint64_t sector,
+                     uint64_t count, QEMUIOVector *qiov);
+int s2e_engine_writev(S2EEngine *engine, uint64_t sector, uint64_t count,
                       QEMUIOVector *qiov);
 
 /* block-s2e-serial.c: -enable-serial-commands, from the constructor. */

@@ -29,6 +29,23 @@ static inline void bdrv_graph_rdlock_main_loop(void) { }
 static inline void bdrv_graph_rdunlock_main_loop(void) { }
 #endif
 
+/*
+ * 8.0 dropped thread_pool_submit_co()'s pool argument: the pool is that of
+ * the AioContext the coroutine runs in, the drive's.
+ */
+#include "block/thread-pool.h"
+static inline int coroutine_fn
+s2e_thread_pool_submit_co(BlockDriverState *bs, ThreadPoolFunc *func,
+                          void *arg)
+{
+#if S2E_QEMU_AT_LEAST(8, 0)
+    return thread_pool_submit_co(func, arg);
+#else
+    return thread_pool_submit_co(aio_get_thread_pool(bdrv_get_aio_context(bs)),
+                                 func, arg);
+#endif
+}
+
 /* 10.1 replaced block_status's want_zero flag with a mode word. */
 #ifdef BDRV_WANT_ZERO
 typedef unsigned int S2EBlockStatusMode;

@@ -17,14 +17,25 @@ import random
 import re
 import shutil
 import subprocess
+import threading
 import time
 import unittest
 
-from s2etest import (QEMU_SYSTEM, S2E_RUN, MiB, Monitor, S2ETestCase,
+from s2etest import (BUILD_DIR, QEMU_SYSTEM, S2E_RUN, MiB, Monitor, S2ETestCase,
                      S2E_SNAPSHOT, downgrade_to_v1, file_state, le, run,
                      s2e)
 
 DRIVE = "file=%s,format=s2e,if=virtio"
+HOLD_READS_SHIM = os.path.join(BUILD_DIR, "tests", "integration",
+                               "hold-reads-shim.so")
+
+
+def wait_for(condition, timeout):
+    deadline = time.time() + timeout
+    while not condition():
+        if time.time() > deadline:
+            raise AssertionError("timed out waiting for %s" % condition)
+        time.sleep(0.05)
 
 
 def ok(out):
@@ -355,6 +366,42 @@ class SnapshotTest(S2ETestCase):
         self.assertIn("cp -p", p.stderr)
         self.assertIn("Failed to load snapshot: " +
                       os.strerror(errno.ESTALE), p.stderr)
+
+    def test_cold_snapshot_read_leaves_qemu_answering(self):
+        """A read of the snapshot layer was a pread() inside the request's
+        coroutine: on a page-cache miss (a cold snapshot, one on NFS) the
+        whole main loop waited with it -- monitor, timers, other drives.
+        A shim holds the snapshot file's reads, as a slow disk would,
+        until the test lets them go."""
+        img = self.base()
+        other = os.path.join(self.tmp, "other.raw")
+        with open(other, "wb") as f:
+            f.write(b"\x33" * MiB)
+        drives = [DRIVE % img,
+                  "file=%s,format=raw,if=virtio,readonly=on" % other]
+        snap = self.saved(img, vm=self.qemu(drives, name="save"))
+        gate = os.path.join(self.tmp, "gate")
+        env = dict(os.environ, LD_PRELOAD=HOLD_READS_SHIM,
+                   S2E_HOLD_READS_OF=snap, S2E_HOLD_READS_UNTIL=gate)
+        vm = self.qemu(drives, extra=["-loadvm", "ready"], name="cold",
+                       env=env)
+        # Never leave QEMU stuck: the gate opens on its own in the end.
+        opener = threading.Timer(60, lambda: open(gate, "w").close())
+        opener.start()
+        try:
+            vm.hmp.cmd('qemu-io virtio0 "aio_read -P 0x5a 0 64k"',
+                       timeout=120)
+            wait_for(lambda: os.path.exists(gate + ".held"), 30)
+            # The read is held: QEMU answers, the other drive reads.
+            self.assertIn("paused", vm.hmp.cmd("info status"))
+            self.assertTrue(ok(vm.qemu_io("virtio1", "read -P 0x33 0 4k")))
+            self.assertFalse(os.path.exists(gate),
+                             "QEMU answered only once the read was let go")
+        finally:
+            opener.cancel()
+            open(gate, "w").close()
+        wait_for(lambda: "read 65536/65536 bytes" in vm.output(), 60)
+        self.assertNotIn("Pattern verification failed", vm.output())
 
     def test_kill_during_savevm_leaves_old_or_none(self):
         """kill -9 at several points of a savevm: afterwards IMAGE.ready is
