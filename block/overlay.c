@@ -351,9 +351,12 @@ static void *ov_malloc(S2EOverlay *ov, size_t size)
         ov->alloc_error = ENOMEM;
     } else if (!mem_charge(ov, size)) {
         ov->alloc_error = ENOSPC;
-    } else if (!(p = malloc(size))) {
-        mem_credit(ov, size);
-        ov->alloc_error = ENOMEM;
+    } else {
+        p = malloc(size);
+        if (!p) {
+            mem_credit(ov, size);
+            ov->alloc_error = ENOMEM;
+        }
     }
     return p;
 }
@@ -367,9 +370,12 @@ static void *ov_realloc(S2EOverlay *ov, void *p, size_t old_size, size_t size)
         ov->alloc_error = ENOMEM;
     } else if (!mem_charge(ov, size - old_size)) {
         ov->alloc_error = ENOSPC;
-    } else if (!(q = realloc(p, size))) {
-        mem_credit(ov, size - old_size);
-        ov->alloc_error = ENOMEM;
+    } else {
+        q = realloc(p, size);
+        if (!q) {
+            mem_credit(ov, size - old_size);
+            ov->alloc_error = ENOMEM;
+        }
     }
     return q;
 }

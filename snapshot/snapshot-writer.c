@@ -506,8 +506,11 @@ int s2e_snapshot_writer_put_vmstate(S2ESnapshotWriter *w, uint64_t pos,
                               "Invalid VM state buffer for snapshot '%s'",
                               w->temp_path);
     }
-    if (len > 0 && !w->zs_ready && (ret = start_compression(w, error)) < 0) {
-        return ret;
+    if (len > 0 && !w->zs_ready) {
+        ret = start_compression(w, error);
+        if (ret < 0) {
+            return ret;
+        }
     }
     while (len > 0) {
         size_t n = MIN(len, (size_t)(w->chunk_size - w->chunk_fill));
@@ -517,9 +520,11 @@ int s2e_snapshot_writer_put_vmstate(S2ESnapshotWriter *w, uint64_t pos,
         w->vm_size += n;
         p += n;
         len -= n;
-        if (w->chunk_fill == w->chunk_size &&
-            (ret = flush_chunk(w, error)) < 0) {
-            return ret;
+        if (w->chunk_fill == w->chunk_size) {
+            ret = flush_chunk(w, error);
+            if (ret < 0) {
+                return ret;
+            }
         }
     }
     return 0;
