@@ -193,14 +193,14 @@ static int zlib_level_from_env(int *level, GError **error)
 {
     const char *env = g_getenv(S2E_SNAP_ZLIB_LEVEL_ENV);
     char *end;
-    long v;
+    gint64 v;
 
     *level = S2E_SNAP_ZLIB_LEVEL_DEFAULT;
     if (!env || !*env) {
         return 0;
     }
     errno = 0;
-    v = strtol(env, &end, 10);
+    v = g_ascii_strtoll(env, &end, 10);
     if (errno || *end || v < 0 || v > 9) {
         return s2e_snap_error(error, S2E_SNAPSHOT_ERROR_INVALID,
                               "%s=%s is not a zlib compression level (0-9)",
