@@ -31,8 +31,10 @@ void s2e_overlay_set_alloc_budget(S2EOverlay *ov, int64_t budget);
 /* Allocations still allowed on @ov (negative: no limit). */
 int64_t s2e_overlay_alloc_budget(const S2EOverlay *ov);
 
-/* s2e_overlay_new() whose own allocation already counts against @budget,
- * so a budget of 0 makes it fail with ENOMEM. */
+/*
+ * s2e_overlay_new() whose own allocation already counts against @budget,
+ * so a budget of 0 makes it fail with ENOMEM.
+ */
 S2EOverlay *s2e_overlay_new_with_budget(uint64_t nb_sectors, int64_t budget);
 
 /*

@@ -230,8 +230,8 @@ struct S2EOverlay {
     unsigned depth;
     int64_t alloc_budget;   /* < 0: unlimited; see overlay-internal.h */
     S2EOverlayMemory *mem;  /* shared with every fork */
-    int alloc_error;        /* why the last allocation failed: ENOMEM or
-                               ENOSPC (the account's limit) */
+    /* why the last allocation failed: ENOMEM or ENOSPC (the account's limit) */
+    int alloc_error;
     bool ignore_limit;      /* during a discard */
 };
 
@@ -316,8 +316,10 @@ static bool budget_take(S2EOverlay *ov)
     return true;
 }
 
-/* Count @size more bytes against the account; false (nothing counted)
- * when that would pass its limit. */
+/*
+ * Count @size more bytes against the account; false (nothing counted)
+ * when that would pass its limit.
+ */
 static bool mem_charge(S2EOverlay *ov, size_t size)
 {
     S2EOverlayMemory *mem = ov->mem;
@@ -337,8 +339,10 @@ static void mem_credit(S2EOverlay *ov, size_t size)
     atomic_fetch_sub_explicit(&ov->mem->used, size, memory_order_relaxed);
 }
 
-/* Every node and block: the test budget, then the account, then malloc;
- * ov->alloc_error says which refused. */
+/*
+ * Every node and block: the test budget, then the account, then malloc;
+ * ov->alloc_error says which refused.
+ */
 static void *ov_malloc(S2EOverlay *ov, size_t size)
 {
     void *p = NULL;
@@ -347,9 +351,12 @@ static void *ov_malloc(S2EOverlay *ov, size_t size)
         ov->alloc_error = ENOMEM;
     } else if (!mem_charge(ov, size)) {
         ov->alloc_error = ENOSPC;
-    } else if (!(p = malloc(size))) {
-        mem_credit(ov, size);
-        ov->alloc_error = ENOMEM;
+    } else {
+        p = malloc(size);
+        if (!p) {
+            mem_credit(ov, size);
+            ov->alloc_error = ENOMEM;
+        }
     }
     return p;
 }
@@ -363,9 +370,12 @@ static void *ov_realloc(S2EOverlay *ov, void *p, size_t old_size, size_t size)
         ov->alloc_error = ENOMEM;
     } else if (!mem_charge(ov, size - old_size)) {
         ov->alloc_error = ENOSPC;
-    } else if (!(q = realloc(p, size))) {
-        mem_credit(ov, size - old_size);
-        ov->alloc_error = ENOMEM;
+    } else {
+        q = realloc(p, size);
+        if (!q) {
+            mem_credit(ov, size - old_size);
+            ov->alloc_error = ENOMEM;
+        }
     }
     return q;
 }
@@ -490,9 +500,11 @@ static void node_release_slots(S2EOverlay *ov, OvNode *n)
     }
 }
 
-/* Drop one reference; the last one frees the node and what only it held.
+/*
+ * Drop one reference; the last one frees the node and what only it held.
  * Whatever overlay of the family drops it, the family's account gets the
- * memory back: only overlays sharing an account share nodes. */
+ * memory back: only overlays sharing an account share nodes.
+ */
 static void node_unref(S2EOverlay *ov, OvNode *n)
 {
     if (is_node(n) && atomic_fetch_sub_explicit(&n->refcnt, 1,
@@ -783,8 +795,10 @@ typedef struct OvOp {
 static int apply_subtree(S2EOverlay *ov, OvNode **childp, unsigned level,
                          uint64_t base, OvOp *op);
 
-/* Store sectors [first, end) of the block, read from the op's vector,
- * into the present slot @slot. */
+/*
+ * Store sectors [first, end) of the block, read from the op's vector,
+ * into the present slot @slot.
+ */
 static int leaf_slot_write(S2EOverlay *ov, OvLeafSlot *slot, unsigned first,
                            unsigned end, OvOp *op)
 {
@@ -900,8 +914,10 @@ static int apply_block(S2EOverlay *ov, OvNode **np, unsigned i,
     return 0;
 }
 
-/* Apply @op to slot @i (covering sectors from @slot_base) of the exclusive
- * interior node *@np, inserting or removing the slot as needed. */
+/*
+ * Apply @op to slot @i (covering sectors from @slot_base) of the exclusive
+ * interior node *@np, inserting or removing the slot as needed.
+ */
 static int apply_child(S2EOverlay *ov, OvNode **np, unsigned i,
                        uint64_t slot_base, OvOp *op)
 {
@@ -1019,10 +1035,12 @@ static int apply_subtree(S2EOverlay *ov, OvNode **childp, unsigned level,
     return ret;
 }
 
-/* A failed allocation returns -ENOMEM up the tree; the caller learns
+/*
+ * A failed allocation returns -ENOMEM up the tree; the caller learns
  * whether it was the account's limit (-ENOSPC).  A discard only gives
  * memory back in the end, so it is never refused for the limit (it may
- * copy shared nodes on its way). */
+ * copy shared nodes on its way).
+ */
 static int apply_op(S2EOverlay *ov, OvOp *op)
 {
     int ret;

@@ -640,8 +640,10 @@ static int check_extent(const S2ESnapExtent *e, uint64_t i, uint64_t prev_end,
     return 0;
 }
 
-/* Version 2: give each data extent its first block checksum; together they
- * must use the whole table. */
+/*
+ * Version 2: give each data extent its first block checksum; together they
+ * must use the whole table.
+ */
 static int number_block_csums(S2ESnapHeader *h, S2ESnapExtent *extents,
                               const char *path, GError **error)
 {
@@ -773,8 +775,10 @@ static int regions_overlap(const Region *a, const Region *b, const char *path,
     return ret;
 }
 
-/* The header checks bounded chunk_count and extent_count by the file size,
- * so this allocation is bounded too. */
+/*
+ * The header checks bounded chunk_count and extent_count by the file size,
+ * so this allocation is bounded too.
+ */
 int s2e_snap_check_regions(const S2ESnapHeader *h, const S2ESnapChunk *chunks,
                            const S2ESnapExtent *extents, const char *path,
                            GError **error)

@@ -62,7 +62,8 @@ int s2e_base_identity_from_path(const char *path, S2EBaseIdentity *id,
     return 0;
 }
 
-/* ---- The base image file, held open --------------------------------------
+/*
+ * ---- The base image file, held open --------------------------------------
  *
  *   open:   path -> absolute -> open O_RDONLY -> fstat: identity, dev, ino
  *   check:  fstat(fd): size and mtime as at open?   (changed in place)

@@ -16,10 +16,10 @@
  * temporary files.  So a file is a snapshot only when its name is
  * "IMAGE.NAME" with a valid NAME, it is not named like a temporary file
  * (whose header is complete just before the rename), it is a regular
- * file, and it starts with the snapshot magic.  The first implementation listed any "IMAGE.x" as a
- * snapshot; this one never does.  Deleting applies the same test before
- * it unlinks anything, so `delvm` cannot remove a file that is not a
- * snapshot.
+ * file, and it starts with the snapshot magic.  The first implementation
+ * listed any "IMAGE.x" as a snapshot; this one never does.  Deleting
+ * applies the same test before it unlinks anything, so `delvm` cannot
+ * remove a file that is not a snapshot.
  *
  * Known limit: a snapshot of image "disk.raw.s2e" ("disk.raw.s2e.ready")
  * also matches image "disk.raw" with the name "s2e.ready"; the file does
@@ -56,8 +56,9 @@ int s2e_snapshot_check_name(const char *name, GError **error)
     return 0;
 }
 
-/* The image's base name, or NULL (INVALID) for a path that names no
- * file. */
+/*
+ * The image's base name, or NULL (INVALID) for a path that names no file.
+ */
 static char *image_basename(const char *image_path, GError **error)
 {
     char *base;
@@ -78,8 +79,10 @@ static char *image_basename(const char *image_path, GError **error)
     return base;
 }
 
-/* Where the snapshots of @image_path are: @snapshot_dir, else the image's
- * directory ("." for a bare file name). */
+/*
+ * Where the snapshots of @image_path are: @snapshot_dir, else the image's
+ * directory ("." for a bare file name).
+ */
 static char *snapshot_dir_of(const char *image_path, const char *snapshot_dir)
 {
     return snapshot_dir ? g_strdup(snapshot_dir)

@@ -135,8 +135,10 @@ char *s2e_snap_temp_name_new(void)
     return s2e_snap_temp_name_for_pid(getpid());
 }
 
-/* The number in [p, end): 1..@max_digits decimal digits, positive, at
- * most @limit. */
+/*
+ * The number in [p, end): 1..@max_digits decimal digits, positive, at
+ * most @limit.
+ */
 static bool parse_number(const char *p, const char *end, size_t max_digits,
                          uint64_t limit, uint64_t *out)
 {

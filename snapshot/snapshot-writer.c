@@ -147,8 +147,10 @@ static void writer_free(S2ESnapshotWriter *w)
     g_free(w);
 }
 
-/* An I/O step failed: remove the temporary file, remember the error, make
- * every later call fail with it. */
+/*
+ * An I/O step failed: remove the temporary file, remember the error, make
+ * every later call fail with it.
+ */
 static int writer_fail(S2ESnapshotWriter *w, int err, GError **error,
                        const char *fmt, ...) G_GNUC_PRINTF(4, 5);
 
@@ -191,14 +193,14 @@ static int zlib_level_from_env(int *level, GError **error)
 {
     const char *env = g_getenv(S2E_SNAP_ZLIB_LEVEL_ENV);
     char *end;
-    long v;
+    gint64 v;
 
     *level = S2E_SNAP_ZLIB_LEVEL_DEFAULT;
     if (!env || !*env) {
         return 0;
     }
     errno = 0;
-    v = strtol(env, &end, 10);
+    v = g_ascii_strtoll(env, &end, 10);
     if (errno || *end || v < 0 || v > 9) {
         return s2e_snap_error(error, S2E_SNAPSHOT_ERROR_INVALID,
                               "%s=%s is not a zlib compression level (0-9)",
@@ -224,8 +226,10 @@ static int open_dir(S2ESnapshotWriter *w, GError **error)
     return 0;
 }
 
-/* A snapshot holds the guest's RAM: never let it be read by more users
- * than the base image is (its read/write bits; 0600 when unknown). */
+/*
+ * A snapshot holds the guest's RAM: never let it be read by more users
+ * than the base image is (its read/write bits; 0600 when unknown).
+ */
 static mode_t snapshot_mode(const S2EBaseIdentity *base)
 {
     return base->mode ? (mode_t)(base->mode & 0666) : 0600;
@@ -435,8 +439,10 @@ static const uint8_t *compress_chunk(S2ESnapshotWriter *w, S2ESnapChunk *c)
     c->flags = S2E_SNAP_CHUNK_RAW;
     c->stored_len = len;
     if (w->zlib_level == 0) {
-        /* Level 0 would only wrap the bytes in deflate's stored blocks and
-         * an adler32 the chunk CRC makes redundant: store the chunk raw. */
+        /*
+         * Level 0 would only wrap the bytes in deflate's stored blocks and
+         * an adler32 the chunk CRC makes redundant: store the chunk raw.
+         */
         return w->chunk_buf;
     }
     if (deflateReset(&w->zs) != Z_OK) {
@@ -500,8 +506,11 @@ int s2e_snapshot_writer_put_vmstate(S2ESnapshotWriter *w, uint64_t pos,
                               "Invalid VM state buffer for snapshot '%s'",
                               w->temp_path);
     }
-    if (len > 0 && !w->zs_ready && (ret = start_compression(w, error)) < 0) {
-        return ret;
+    if (len > 0 && !w->zs_ready) {
+        ret = start_compression(w, error);
+        if (ret < 0) {
+            return ret;
+        }
     }
     while (len > 0) {
         size_t n = MIN(len, (size_t)(w->chunk_size - w->chunk_fill));
@@ -511,9 +520,11 @@ int s2e_snapshot_writer_put_vmstate(S2ESnapshotWriter *w, uint64_t pos,
         w->vm_size += n;
         p += n;
         len -= n;
-        if (w->chunk_fill == w->chunk_size &&
-            (ret = flush_chunk(w, error)) < 0) {
-            return ret;
+        if (w->chunk_fill == w->chunk_size) {
+            ret = flush_chunk(w, error);
+            if (ret < 0) {
+                return ret;
+            }
         }
     }
     return 0;
@@ -592,9 +603,11 @@ static void close_open_block(S2ESnapshotWriter *w)
     }
 }
 
-/* Checksum @count sectors of @data at @sector, which continue the last
+/*
+ * Checksum @count sectors of @data at @sector, which continue the last
  * data extent: whole blocks at once, pieces of one through the stream
- * until the block (or the extent) ends. */
+ * until the block (or the extent) ends.
+ */
 static void sum_sectors(S2ESnapshotWriter *w, uint64_t sector,
                         uint64_t count, const uint8_t *data)
 {
@@ -622,8 +635,10 @@ static void sum_sectors(S2ESnapshotWriter *w, uint64_t sector,
     }
 }
 
-/* The extent these sectors go to: the last one when it is a data extent
- * they continue in the disk and in the file, else a new one. */
+/*
+ * The extent these sectors go to: the last one when it is a data extent
+ * they continue in the disk and in the file, else a new one.
+ */
 static S2ESnapExtent *extent_for(S2ESnapshotWriter *w, uint64_t sector)
 {
     S2ESnapExtent e = { .sector = sector };
@@ -816,8 +831,10 @@ static int write_header(S2ESnapshotWriter *w, const S2ESnapshotInfo *info,
     return 0;
 }
 
-/* @final_path must name an entry of the writer's directory: the rename is
- * done relative to dir_fd, so compare directories by identity. */
+/*
+ * @final_path must name an entry of the writer's directory: the rename is
+ * done relative to dir_fd, so compare directories by identity.
+ */
 static int check_final_path(S2ESnapshotWriter *w, const char *final_path,
                             char **final_name, GError **error)
 {
@@ -895,10 +912,12 @@ static int refuse_other_base(S2ESnapshotWriter *w, const char *final_path,
     return ret;
 }
 
-/* What @final_name names now: nothing (*replace false), or a valid snapshot
+/*
+ * What @final_name names now: nothing (*replace false), or a valid snapshot
  * of the same base image, which the rename may replace (*replace true).
  * Anything else is refused, so savevm never destroys a file it did not
- * write: an image named IMAGE.NAME, a backup, a damaged snapshot. */
+ * write: an image named IMAGE.NAME, a backup, a damaged snapshot.
+ */
 static int check_replaceable(S2ESnapshotWriter *w, const char *final_path,
                              const char *final_name, bool *replace,
                              GError **error)
@@ -939,9 +958,11 @@ static int check_replaceable(S2ESnapshotWriter *w, const char *final_path,
     return ret;
 }
 
-/* Rename the temporary file to @final_name: over the snapshot it replaces,
+/*
+ * Rename the temporary file to @final_name: over the snapshot it replaces,
  * or only if nothing took the name meanwhile.  Filesystems without
- * RENAME_NOREPLACE get a plain rename. */
+ * RENAME_NOREPLACE get a plain rename.
+ */
 static int rename_temp(S2ESnapshotWriter *w, const char *final_name,
                        bool replace)
 {

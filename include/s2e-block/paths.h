@@ -127,11 +127,11 @@ typedef struct S2EPathLayerOps {
 
 /* What one path holds of one drive, or of all drives summed. */
 typedef struct S2EPathStats {
-    uint64_t own_bytes;       /* data in blocks no other holder shares:
-                               * freed with the path */
+    /* data in blocks no other holder shares: freed with the path */
+    uint64_t own_bytes;
     uint64_t shared_bytes;    /* data in blocks shared with other paths */
-    uint64_t meta_bytes;      /* tree nodes and block headers reachable
-                               * (shared ones included) */
+    /* tree nodes and block headers reachable (shared ones included) */
+    uint64_t meta_bytes;
     uint64_t sectors_present; /* sectors this path wrote (data or zeroes) */
 } S2EPathStats;
 
@@ -140,13 +140,17 @@ typedef struct S2EPathStats {
 /* A new set holding path 0 (current) and no drive.  NULL, errno = ENOMEM. */
 S2EPathSet *s2e_pathset_new(void);
 
-/* Free @set: every path, overlay and drive handle (layers are unref'd).
- * No other thread may use the set any more.  NULL is accepted. */
+/*
+ * Free @set: every path, overlay and drive handle (layers are unref'd).
+ * No other thread may use the set any more.  NULL is accepted.
+ */
 void s2e_pathset_free(S2EPathSet *set);
 
-/* The process-wide set used by the s2e_path_* functions and the QEMU
+/*
+ * The process-wide set used by the s2e_path_* functions and the QEMU
  * plugin, created on first use and never freed.  NULL (errno = ENOMEM) if
- * it could not be created; a later call tries again. */
+ * it could not be created; a later call tries again.
+ */
 S2EPathSet *s2e_paths_default(void);
 
 /* ---- Drives (for the QEMU glue) ---------------------------------------- */
@@ -163,13 +167,17 @@ int s2e_pathset_register_drive(S2EPathSet *set, const char *name,
                                const S2EPathLayerOps *ops,
                                S2EPathDrive **drivep);
 
-/* Remove @drive from every path: its overlays are freed, its layer
+/*
+ * Remove @drive from every path: its overlays are freed, its layer
  * references dropped, the handle becomes invalid.  -EINVAL for NULL,
- * -ENOENT for a drive that is not registered in @set. */
+ * -ENOENT for a drive that is not registered in @set.
+ */
 int s2e_pathset_unregister_drive(S2EPathSet *set, S2EPathDrive *drive);
 
-/* The current path's overlay / layer of @drive: one atomic load, no lock.
- * The overlay is never NULL for a registered drive. */
+/*
+ * The current path's overlay / layer of @drive: one atomic load, no lock.
+ * The overlay is never NULL for a registered drive.
+ */
 S2EOverlay *s2e_path_drive_overlay(const S2EPathDrive *drive);
 void *s2e_path_drive_layer(const S2EPathDrive *drive);
 
@@ -186,8 +194,10 @@ void *s2e_path_drive_layer(const S2EPathDrive *drive);
 int s2e_path_drive_replace_view(S2EPathDrive *drive, S2EOverlay *overlay,
                                 void *layer);
 
-/* A new empty overlay for @drive, counting in its memory account.  NULL
- * with errno (EINVAL, ENOMEM). */
+/*
+ * A new empty overlay for @drive, counting in its memory account.  NULL
+ * with errno (EINVAL, ENOMEM).
+ */
 S2EOverlay *s2e_path_drive_new_overlay(S2EPathDrive *drive);
 
 /*
@@ -204,15 +214,19 @@ void s2e_path_drive_memory(const S2EPathDrive *drive, uint64_t *used,
 const char *s2e_path_drive_name(const S2EPathDrive *drive);
 uint64_t s2e_path_drive_nb_sectors(const S2EPathDrive *drive);
 
-/* Registered drives in registration order: fills up to @max handles and
+/*
+ * Registered drives in registration order: fills up to @max handles and
  * returns how many there are.  A handle is valid until unregistered (in
- * QEMU: until the drive closes, in the main loop). */
+ * QEMU: until the drive closes, in the main loop).
+ */
 size_t s2e_pathset_drives(S2EPathSet *set, S2EPathDrive **drives,
                           size_t max);
 
-/* The view of @drive in any live @path (not only the current one).
+/*
+ * The view of @drive in any live @path (not only the current one).
  * @overlay and @layer may be NULL.  -ENOENT for an unknown path/drive.
- * The overlay must not be written unless @path is current. */
+ * The overlay must not be written unless @path is current.
+ */
 int s2e_pathset_get_view(S2EPathSet *set, S2EPath *path, S2EPathDrive *drive,
                          S2EOverlay **overlay, void **layer);
 
@@ -221,29 +235,39 @@ int s2e_pathset_get_view(S2EPathSet *set, S2EPath *path, S2EPathDrive *drive,
 /* The current path (atomic load, no lock).  Never NULL. */
 S2EPath *s2e_pathset_current(S2EPathSet *set);
 
-/* A new path whose view of every drive equals @parent's (NULL: the current
+/*
+ * A new path whose view of every drive equals @parent's (NULL: the current
  * path), sharing all data; the current path does not change.  Costs O(1)
  * per drive whatever the overlays hold.  NULL with errno = EINVAL, ENOENT,
- * ENOMEM or EOVERFLOW. */
+ * ENOMEM or EOVERFLOW.
+ */
 S2EPath *s2e_pathset_fork(S2EPathSet *set, S2EPath *parent);
 
-/* Make @path current: subsequent guest I/O on every drive uses its views.
- * Switching to the current path does nothing.  -EINVAL, -ENOENT. */
+/*
+ * Make @path current: subsequent guest I/O on every drive uses its views.
+ * Switching to the current path does nothing.  -EINVAL, -ENOENT.
+ */
 int s2e_pathset_switch(S2EPathSet *set, S2EPath *path);
 
-/* Free @path and every view it holds; nodes and blocks no other path holds
- * are released.  -EINVAL, -ENOENT, -EBUSY when @path is current. */
+/*
+ * Free @path and every view it holds; nodes and blocks no other path holds
+ * are released.  -EINVAL, -ENOENT, -EBUSY when @path is current.
+ */
 int s2e_pathset_free_path(S2EPathSet *set, S2EPath *path);
 
 /* The live path with id @id, or NULL. */
 S2EPath *s2e_pathset_lookup(S2EPathSet *set, uint64_t id);
 
-/* Live path ids in ascending order: fills up to @max ids and returns how
- * many paths there are. */
+/*
+ * Live path ids in ascending order: fills up to @max ids and returns how
+ * many paths there are.
+ */
 size_t s2e_pathset_ids(S2EPathSet *set, uint64_t *ids, size_t max);
 
-/* Statistics of @path for @drive, or summed over all drives when @drive is
- * NULL.  -EINVAL, -ENOENT.  See THREAD RULES for the current path. */
+/*
+ * Statistics of @path for @drive, or summed over all drives when @drive is
+ * NULL.  -EINVAL, -ENOENT.  See THREAD RULES for the current path.
+ */
 int s2e_pathset_get_stats(S2EPathSet *set, S2EPath *path,
                           S2EPathDrive *drive, S2EPathStats *stats);
 
