@@ -10,7 +10,8 @@ line); without it every test is skipped.  The binaries run directly, with
 LD_PRELOAD removed from their environment, so nothing here can come from
 the plugin.
 
-Python 3 standard library only; helpers from s2etest.py.
+Python 3 standard library only; helpers from the s2e_block package
+(python/).
 """
 
 import os
@@ -19,7 +20,9 @@ import tempfile
 import time
 import unittest
 
-from s2etest import MiB, Qemu, file_state, run
+from s2e_block.images import MiB, file_state
+from s2e_block.machine import QMPError, Qemu
+from s2e_block.tools import run
 
 BUILTIN_DIR = os.environ.get("S2E_QEMU_BUILTIN_DIR", "")
 SKIP_REASON = ("S2E_QEMU_BUILTIN_DIR is not set: build QEMU with "
@@ -63,7 +66,7 @@ def ok(out):
 
 class BuiltinQemu(Qemu):
     """qemu-system-x86_64 of the built-in build, paused (-S, TCG), with an
-    HMP monitor (and optionally QMP) on unix sockets: s2etest's Qemu run
+    HMP monitor (and optionally QMP) on unix sockets: s2e_block's Qemu run
     directly, without s2e-run and without LD_PRELOAD."""
 
     def __init__(self, tmpdir, args, name="vm", qmp=False):
@@ -151,7 +154,7 @@ class BuiltinTest(unittest.TestCase):
         formats = out.split("Supported formats:")[-1].split()
         self.assertIn("s2e", formats)
         vm = self.qemu([], qmp=True)
-        r = vm.qmp.execute("query-qmp-schema")["return"]
+        r = vm.qmp.execute("query-qmp-schema")
         enums = [e for e in r if e.get("meta-type") == "enum"
                  and "s2e" in e.get("values", [])]
         self.assertTrue(enums, "no QAPI enum has 's2e'")
@@ -248,18 +251,17 @@ class BuiltinTest(unittest.TestCase):
         sdir = os.path.join(self.tmp, "qmp-snaps")
         os.mkdir(sdir)
         vm = self.qemu([], qmp=True, name="qmp")
-        r = vm.qmp.execute("blockdev-add", driver="file", **{
-            "node-name": "f", "filename": img})
-        self.assertIn("return", r, r)
-        r = vm.qmp.execute("blockdev-add", driver="s2e", file="f", **{
-            "node-name": "d", "snapshot-dir": sdir})
-        self.assertIn("return", r, r)
-        nodes = vm.qmp.execute("query-named-block-nodes")["return"]
+        # execute() raises QMPError if QEMU answers with an error.
+        vm.qmp.execute("blockdev-add", {"driver": "file", "node-name": "f",
+                                        "filename": img})
+        vm.qmp.execute("blockdev-add", {"driver": "s2e", "file": "f",
+                                        "node-name": "d",
+                                        "snapshot-dir": sdir})
+        nodes = vm.qmp.execute("query-named-block-nodes")
         self.assertEqual([n["drv"] for n in nodes if n["node-name"] == "d"],
                          ["s2e"])
-        r = vm.qmp.execute("device_add", driver="virtio-blk-pci",
-                           drive="d", id="vd0")
-        self.assertIn("return", r, r)
+        vm.qmp.execute("device_add", {"driver": "virtio-blk-pci",
+                                      "drive": "d", "id": "vd0"})
         self.write_patterns(vm)
         self.assert_patterns(vm)
         self.assertEqual(vm.hmp.cmd("savevm ready", timeout=300), "")
@@ -268,14 +270,13 @@ class BuiltinTest(unittest.TestCase):
         # An inline file child works too, and an unknown option is refused
         # by the schema before the driver sees it.
         img2 = self.base("other.raw.s2e", value=0x44)
-        r = vm.qmp.execute("blockdev-add", driver="s2e", **{
-            "node-name": "d2",
+        vm.qmp.execute("blockdev-add", {
+            "driver": "s2e", "node-name": "d2",
             "file": {"driver": "file", "filename": img2}})
-        self.assertIn("return", r, r)
-        r = vm.qmp.execute("blockdev-add", driver="s2e", **{
-            "node-name": "d3", "bogus": 1,
-            "file": {"driver": "file", "filename": img2}})
-        self.assertIn("error", r, r)
+        with self.assertRaises(QMPError):
+            vm.qmp.execute("blockdev-add", {
+                "driver": "s2e", "node-name": "d3", "bogus": 1,
+                "file": {"driver": "file", "filename": img2}})
         self.assertEqual(vm.quit(), 0)
 
 
