@@ -3,8 +3,10 @@
 binaries run through build/s2e-run, with real files and real monitor
 commands.
 
-- S2ETestCase: a temp directory per test, QEMU processes killed at the
+- QemuTestCase: a temp directory per test, QEMU processes killed at the
   end, and a check that every registered base image is exactly as it was.
+- S2ETestCase: a QemuTestCase whose QEMU runs through this build's
+  s2e-run (a test fails without it), with its helpers.
 - GuestTestCase: an S2ETestCase on the real test guest: the class is
   skipped without a build, and the guest is built (or found in the cache)
   once for the class, as cls.files.
@@ -21,14 +23,15 @@ from .machine import Qemu
 from .tools import PLUGIN, S2E_RUN
 
 
-class S2ETestCase(unittest.TestCase):
-    """A temp directory per test, QEMU processes killed at the end, and a
-    check that every registered base image is exactly as it was."""
+class QemuTestCase(unittest.TestCase):
+    """A temp directory per test (self.tmp, named TMP_PREFIX...), QEMU
+    processes (self.vms) killed at the end, and a check that every
+    registered base image (protect()) is exactly as it was."""
+
+    TMP_PREFIX = "s2e-it-"
 
     def setUp(self):
-        if not os.access(S2E_RUN, os.X_OK):
-            self.fail("%s missing: build with scripts/setup.sh" % S2E_RUN)
-        self.tmp = tempfile.mkdtemp(prefix="s2e-it-")
+        self.tmp = tempfile.mkdtemp(prefix=self.TMP_PREFIX)
         os.chmod(self.tmp, 0o755)
         self.vms = []
         self.bases = {}
@@ -42,11 +45,25 @@ class S2ETestCase(unittest.TestCase):
                              "base image %s changed" % path)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
+    def protect(self, path):
+        """Check at the end that PATH is exactly as it is now."""
+        self.bases[path] = file_state(path)
+
+
+class S2ETestCase(QemuTestCase):
+    """QEMU through this build's s2e-run: base images with known content,
+    paused VMs (qemu()), QEMU as another user (unprivileged())."""
+
+    def setUp(self):
+        if not os.access(S2E_RUN, os.X_OK):
+            self.fail("%s missing: build with scripts/setup.sh" % S2E_RUN)
+        super().setUp()
+
     def base(self, name="disk.raw.s2e", size=16 * MiB, seed=1):
         """Create a base image and remember its state for the final check."""
         path = os.path.join(self.tmp, name)
         make_image(path, size, seed)
-        self.bases[path] = file_state(path)
+        self.protect(path)
         return path
 
     def unprivileged(self, uid):
@@ -64,9 +81,6 @@ class S2ETestCase(unittest.TestCase):
         prefix = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid,
                   "--clear-groups", "--", launcher]
         return prefix, env
-
-    def protect(self, path):
-        self.bases[path] = file_state(path)
 
     def qemu(self, *args, **kw):
         vm = Qemu(self.tmp, *args, **kw)

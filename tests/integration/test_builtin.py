@@ -15,13 +15,12 @@ Python 3 standard library only; helpers from the s2e_block package
 """
 
 import os
-import shutil
-import tempfile
 import time
 import unittest
 
 from s2e_block.images import MiB, file_state
 from s2e_block.machine import QMPError, Qemu
+from s2e_block.testing import QemuTestCase
 from s2e_block.tools import run
 
 BUILTIN_DIR = os.environ.get("S2E_QEMU_BUILTIN_DIR", "")
@@ -90,27 +89,15 @@ class BuiltinQemu(Qemu):
 
 
 @unittest.skipUnless(BUILTIN_DIR, SKIP_REASON)
-class BuiltinTest(unittest.TestCase):
+class BuiltinTest(QemuTestCase):
+
+    TMP_PREFIX = "s2e-builtin-"
 
     @classmethod
     def setUpClass(cls):
         for name in ("qemu-system-x86_64", "qemu-img", "qemu-io"):
             if not os.access(binary(name), os.X_OK):
                 raise AssertionError("%s is missing in %s" % (name, BUILTIN_DIR))
-
-    def setUp(self):
-        self.tmp = tempfile.mkdtemp(prefix="s2e-builtin-")
-        self.vms = []
-        self.bases = {}
-        self.addCleanup(self._cleanup)
-
-    def _cleanup(self):
-        for vm in self.vms:
-            vm.kill()
-        for path, state in self.bases.items():
-            self.assertEqual(file_state(path), state,
-                             "base image %s changed" % path)
-        shutil.rmtree(self.tmp, ignore_errors=True)
 
     def base(self, name="disk.raw.s2e", size=16 * MiB, value=0x33):
         """A base image filled with @value (so reads through to the base
@@ -121,7 +108,7 @@ class BuiltinTest(unittest.TestCase):
             for _ in range(size // MiB):
                 f.write(chunk)
         os.chmod(path, 0o444)
-        self.bases[path] = file_state(path)
+        self.protect(path)
         return path
 
     def qemu(self, args, **kw):
