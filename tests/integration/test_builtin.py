@@ -10,8 +10,8 @@ line); without it every test is skipped.  The binaries run directly, with
 LD_PRELOAD removed from their environment, so nothing here can come from
 the plugin.
 
-Python 3 standard library only; helpers from the s2e_block package
-(python/).
+Python 3 standard library only; helpers from the s2e_block package:
+PYTHONPATH=python S2E_QEMU_BUILTIN_DIR=DIR tests/integration/test_builtin.py
 """
 
 import os
