@@ -34,10 +34,10 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
-import s2etest  # noqa: E402  (QEMU helper, format helpers)
+sys.path.insert(0, os.path.join(HERE, "..", "python"))   # the harness
+from s2e_block.images import MiB, downgrade_to_v1  # noqa: E402
+from s2e_block.machine import Qemu  # noqa: E402
 
-MiB = s2etest.MiB
 DATA = 64 * MiB
 C_LINE = re.compile(r"^\d+,\d+,[0-9:.]+,[0-9.]+,([0-9.]+)$", re.M)
 
@@ -60,7 +60,7 @@ def make_snapshots(work):
         with open(img, "wb") as f:
             f.truncate(4 * DATA)
         imgs.append(img)
-    vm = s2etest.Qemu(work, [drive(imgs[0], "a"), drive(imgs[1], "b")],
+    vm = Qemu(work, [drive(imgs[0], "a"), drive(imgs[1], "b")],
                       name="save")
     for dev in ("a", "b"):
         vm.hmp.cmd('qemu-io %s "write -q -P 0x5a 0 %d"' % (dev, DATA),
@@ -68,7 +68,7 @@ def make_snapshots(work):
     if vm.hmp.cmd("savevm s", timeout=300):
         sys.exit("bench-layer: savevm failed")
     vm.quit()
-    s2etest.downgrade_to_v1(imgs[0] + ".s")
+    downgrade_to_v1(imgs[0] + ".s")
     return imgs
 
 
@@ -77,7 +77,7 @@ def read_times(work, imgs, offsets, length):
     `read -C` over @offsets, alternating the drives."""
     for img in imgs:
         subprocess.run(["cat", img + ".s"], stdout=subprocess.DEVNULL)
-    vm = s2etest.Qemu(work, [drive(imgs[0], "a"), drive(imgs[1], "b")],
+    vm = Qemu(work, [drive(imgs[0], "a"), drive(imgs[1], "b")],
                       extra=["-loadvm", "s"], name="read")
     order = []
     for when in ("first", "again"):

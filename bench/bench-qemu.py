@@ -51,12 +51,11 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BUILD_DIR = os.environ.get("S2E_BUILD_DIR") or os.path.join(HERE, "..", "build")
-BUILD_DIR = os.path.abspath(BUILD_DIR)
-S2E_RUN = os.path.join(BUILD_DIR, "s2e-run")
+sys.path.insert(0, os.path.join(HERE, "..", "python"))   # the harness
+from s2e_block.tools import BUILD_DIR, PLUGIN, S2E_RUN  # noqa: E402
+
 BENCH_OVERLAY = os.environ.get("S2E_BENCH_OVERLAY") or os.path.join(
     BUILD_DIR, "bench", "bench-overlay")
-PLUGIN = os.path.join(BUILD_DIR, "block", "qemu", "block-s2e.so")
 
 KiB = 1024
 MiB = 1024 * KiB

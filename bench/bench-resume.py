@@ -35,9 +35,9 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
-import guest as G  # noqa: E402
-import guest_workflow as W  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, "..", "python"))   # the harness
+from s2e_block import guest as G  # noqa: E402
+from s2e_block import workflow as W  # noqa: E402
 
 
 def smaps_rollup(pid):

@@ -62,10 +62,10 @@ import time
 import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
-import s2etest  # noqa: E402  (HMP client, paths)
+sys.path.insert(0, os.path.join(HERE, "..", "python"))   # the harness
+from s2e_block.machine import HMP  # noqa: E402
+from s2e_block.tools import QEMU_SYSTEM, S2E_RUN  # noqa: E402
 
-S2E_RUN = s2etest.S2E_RUN
 KiB = 1024
 MiB = 1024 * KiB
 PAGE = 4096
@@ -216,7 +216,7 @@ class VM:
         if os.path.exists(self.hmp_path):
             os.unlink(self.hmp_path)
         self.log_path = os.path.join(work, name + ".log")
-        args = [S2E_RUN, s2etest.QEMU_SYSTEM, "-nodefaults", "-display",
+        args = [S2E_RUN, QEMU_SYSTEM, "-nodefaults", "-display",
                 "none", "-machine", "pc", "-accel", "tcg", "-m", str(ram_mib),
                 "-S", "-monitor", "unix:%s,server=on,wait=off" % self.hmp_path,
                 "-drive", drive]
@@ -242,7 +242,7 @@ class VM:
             if time.monotonic() > deadline:
                 die("QEMU did not start")
             time.sleep(0.002)
-        self.hmp = s2etest.Monitor(self.hmp_path, timeout=HMP_TIMEOUT)
+        self.hmp = HMP(self.hmp_path, timeout=HMP_TIMEOUT)
         self.cmd("info status")
         self.ready = time.monotonic() - self.t0
 

@@ -3,7 +3,7 @@
 #
 #   busybox awk -v size=BYTES -v seed=N -f gen.awk > FILE
 #
-# tests/integration/guest.py (gen_content) reimplements it byte for byte, so
+# python/s2e_block/guest.py (gen_content) reimplements it byte for byte, so
 # the host can compute the expected SHA-256 of any file without asking the
 # guest.  Change one, change the other (the self-test compares them).
 #

@@ -39,11 +39,13 @@ import tempfile
 import threading
 import time
 
+# The harness: the checkout's python/ directory.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                "..", "tests", "integration"))
-import guest as G  # noqa: E402
-import guest_workflow as W  # noqa: E402
-from s2etest import S2E_RUN, file_state  # noqa: E402
+                                "..", "python"))
+from s2e_block import guest as G  # noqa: E402
+from s2e_block import workflow as W  # noqa: E402
+from s2e_block.images import file_state  # noqa: E402
+from s2e_block.tools import S2E_RUN  # noqa: E402
 
 T0 = time.monotonic()
 FAILURES = []

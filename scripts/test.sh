@@ -94,6 +94,7 @@ test_linked_in() {
     if qb=$("$ROOT/scripts/build-qemu-s2e.sh" "${args[@]}" | tail -n 1) &&
        [ -x "$qb/qemu-system-x86_64" ]; then
         record "test_builtin ($v)" env S2E_QEMU_BUILTIN_DIR="$qb" \
+            PYTHONPATH="$ROOT/python" \
             /usr/bin/python3 "$ROOT/tests/integration/test_builtin.py" -v
     else
         echo "FAILED: scripts/build-qemu-s2e.sh ${args[*]}"

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Self-test of the test guest with Debian's plain QEMU (no s2e plugin).
 
-Proves that the guest, its agent and tests/integration/guest.py work before
+Proves that the guest, its agent and python/s2e_block/guest.py work before
 any s2e test relies on them:
 
   raw-virtio, raw-ide   boot a `cp -p` copy of the base disk (format=raw) on
@@ -35,9 +35,10 @@ import tempfile
 import time
 import traceback
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import guest as G  # noqa: E402
+# The harness: the checkout's python/ directory.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "..", "python"))
+from s2e_block import guest as G  # noqa: E402
 
 VERBOSE = False
 

@@ -10,16 +10,18 @@ line); without it every test is skipped.  The binaries run directly, with
 LD_PRELOAD removed from their environment, so nothing here can come from
 the plugin.
 
-Python 3 standard library only; helpers from s2etest.py.
+Python 3 standard library only; helpers from the s2e_block package:
+PYTHONPATH=python S2E_QEMU_BUILTIN_DIR=DIR tests/integration/test_builtin.py
 """
 
 import os
-import shutil
-import tempfile
 import time
 import unittest
 
-from s2etest import MiB, Qemu, file_state, run
+from s2e_block.images import MiB, file_state
+from s2e_block.machine import QMPError, Qemu
+from s2e_block.testing import QemuTestCase
+from s2e_block.tools import run
 
 BUILTIN_DIR = os.environ.get("S2E_QEMU_BUILTIN_DIR", "")
 SKIP_REASON = ("S2E_QEMU_BUILTIN_DIR is not set: build QEMU with "
@@ -63,7 +65,7 @@ def ok(out):
 
 class BuiltinQemu(Qemu):
     """qemu-system-x86_64 of the built-in build, paused (-S, TCG), with an
-    HMP monitor (and optionally QMP) on unix sockets: s2etest's Qemu run
+    HMP monitor (and optionally QMP) on unix sockets: s2e_block's Qemu run
     directly, without s2e-run and without LD_PRELOAD."""
 
     def __init__(self, tmpdir, args, name="vm", qmp=False):
@@ -87,27 +89,15 @@ class BuiltinQemu(Qemu):
 
 
 @unittest.skipUnless(BUILTIN_DIR, SKIP_REASON)
-class BuiltinTest(unittest.TestCase):
+class BuiltinTest(QemuTestCase):
+
+    TMP_PREFIX = "s2e-builtin-"
 
     @classmethod
     def setUpClass(cls):
         for name in ("qemu-system-x86_64", "qemu-img", "qemu-io"):
             if not os.access(binary(name), os.X_OK):
                 raise AssertionError("%s is missing in %s" % (name, BUILTIN_DIR))
-
-    def setUp(self):
-        self.tmp = tempfile.mkdtemp(prefix="s2e-builtin-")
-        self.vms = []
-        self.bases = {}
-        self.addCleanup(self._cleanup)
-
-    def _cleanup(self):
-        for vm in self.vms:
-            vm.kill()
-        for path, state in self.bases.items():
-            self.assertEqual(file_state(path), state,
-                             "base image %s changed" % path)
-        shutil.rmtree(self.tmp, ignore_errors=True)
 
     def base(self, name="disk.raw.s2e", size=16 * MiB, value=0x33):
         """A base image filled with @value (so reads through to the base
@@ -118,7 +108,7 @@ class BuiltinTest(unittest.TestCase):
             for _ in range(size // MiB):
                 f.write(chunk)
         os.chmod(path, 0o444)
-        self.bases[path] = file_state(path)
+        self.protect(path)
         return path
 
     def qemu(self, args, **kw):
@@ -151,7 +141,7 @@ class BuiltinTest(unittest.TestCase):
         formats = out.split("Supported formats:")[-1].split()
         self.assertIn("s2e", formats)
         vm = self.qemu([], qmp=True)
-        r = vm.qmp.execute("query-qmp-schema")["return"]
+        r = vm.qmp.execute("query-qmp-schema")
         enums = [e for e in r if e.get("meta-type") == "enum"
                  and "s2e" in e.get("values", [])]
         self.assertTrue(enums, "no QAPI enum has 's2e'")
@@ -248,18 +238,17 @@ class BuiltinTest(unittest.TestCase):
         sdir = os.path.join(self.tmp, "qmp-snaps")
         os.mkdir(sdir)
         vm = self.qemu([], qmp=True, name="qmp")
-        r = vm.qmp.execute("blockdev-add", driver="file", **{
-            "node-name": "f", "filename": img})
-        self.assertIn("return", r, r)
-        r = vm.qmp.execute("blockdev-add", driver="s2e", file="f", **{
-            "node-name": "d", "snapshot-dir": sdir})
-        self.assertIn("return", r, r)
-        nodes = vm.qmp.execute("query-named-block-nodes")["return"]
+        # execute() raises QMPError if QEMU answers with an error.
+        vm.qmp.execute("blockdev-add", {"driver": "file", "node-name": "f",
+                                        "filename": img})
+        vm.qmp.execute("blockdev-add", {"driver": "s2e", "file": "f",
+                                        "node-name": "d",
+                                        "snapshot-dir": sdir})
+        nodes = vm.qmp.execute("query-named-block-nodes")
         self.assertEqual([n["drv"] for n in nodes if n["node-name"] == "d"],
                          ["s2e"])
-        r = vm.qmp.execute("device_add", driver="virtio-blk-pci",
-                           drive="d", id="vd0")
-        self.assertIn("return", r, r)
+        vm.qmp.execute("device_add", {"driver": "virtio-blk-pci",
+                                      "drive": "d", "id": "vd0"})
         self.write_patterns(vm)
         self.assert_patterns(vm)
         self.assertEqual(vm.hmp.cmd("savevm ready", timeout=300), "")
@@ -268,14 +257,13 @@ class BuiltinTest(unittest.TestCase):
         # An inline file child works too, and an unknown option is refused
         # by the schema before the driver sees it.
         img2 = self.base("other.raw.s2e", value=0x44)
-        r = vm.qmp.execute("blockdev-add", driver="s2e", **{
-            "node-name": "d2",
+        vm.qmp.execute("blockdev-add", {
+            "driver": "s2e", "node-name": "d2",
             "file": {"driver": "file", "filename": img2}})
-        self.assertIn("return", r, r)
-        r = vm.qmp.execute("blockdev-add", driver="s2e", **{
-            "node-name": "d3", "bogus": 1,
-            "file": {"driver": "file", "filename": img2}})
-        self.assertIn("error", r, r)
+        with self.assertRaises(QMPError):
+            vm.qmp.execute("blockdev-add", {
+                "driver": "s2e", "node-name": "d3", "bogus": 1,
+                "file": {"driver": "file", "filename": img2}})
         self.assertEqual(vm.quit(), 0)
 
 

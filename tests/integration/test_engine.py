@@ -10,8 +10,9 @@ import os
 import re
 import unittest
 
-from s2etest import (BUILD_DIR, MiB, Qemu, S2ETestCase, dumped_bytes,
-                     qemu_io, read_range)
+from s2e_block.images import read_range
+from s2e_block.testing import S2ETestCase
+from s2e_block.tools import BUILD_DIR, dumped_bytes, qemu_io
 
 SHIM = os.path.join(BUILD_DIR, "tests", "integration", "kvm-disk-rw-shim.so")
 

@@ -30,16 +30,14 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import guest as G  # noqa: E402
-import guest_workflow as W  # noqa: E402
-from s2etest import S2E_RUN, S2ETestCase, file_state  # noqa: E402
+from s2e_block import guest as G
+from s2e_block import workflow as W
+from s2e_block.images import file_state
+from s2e_block.testing import GuestTestCase
 
 SECTOR = 512
 
@@ -48,13 +46,11 @@ def sha(data):
     return hashlib.sha256(data).hexdigest()
 
 
-class GuestTest(S2ETestCase):
+class GuestTest(GuestTestCase):
 
     @classmethod
     def setUpClass(cls):
-        if not os.access(S2E_RUN, os.X_OK):
-            raise unittest.SkipTest("%s missing: build first" % S2E_RUN)
-        cls.files = G.build_guest()
+        super().setUpClass()
         cls.dir = tempfile.mkdtemp(prefix="s2e-guest-")
         cls.img = W.copy_base(cls.files, os.path.join(cls.dir, "guest.raw.s2e"))
         cls.base_state = file_state(cls.img)

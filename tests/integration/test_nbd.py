@@ -20,13 +20,11 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import unittest
 
-from s2etest import MiB, S2ETestCase, file_state
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from s2e_block.images import MiB, file_state
+from s2e_block.testing import S2ETestCase
 
 # Request types a read-only client may send (qemu-nbd's trace names).
 READ_ONLY_REQUESTS = {"read", "block status", "disconnect"}
@@ -286,8 +284,8 @@ class NbdGuestTest(S2ETestCase):
     """The real guest booted from a read-only NBD export over TCP."""
 
     def test_guest_savevm_loadvm_over_nbd(self):
-        import guest as G
-        import guest_workflow as W
+        from s2e_block import guest as G
+        from s2e_block import workflow as W
         files = G.build_guest()
         base = W.copy_base(files, os.path.join(self.tmp, "guest.raw.s2e"))
         self.protect(base)

@@ -8,7 +8,9 @@ several paths, and the base image never changes."""
 import os
 import unittest
 
-from s2etest import MiB, S2ETestCase
+from s2e_block.images import MiB
+from s2e_block.machine import QMPError
+from s2e_block.testing import S2ETestCase
 
 DRIVE = "file=%s,format=s2e,if=virtio"
 OBJ = "/objects/s2e-paths"
@@ -108,21 +110,24 @@ class PathsTest(S2ETestCase):
         img = self.base()
         vm = self.qemu([DRIVE % img], qmp=True)
         vm.qemu_io("virtio0", "write -P 0x44 0 1M")
-        r = vm.qmp.execute("qom-set", path=OBJ, property="fork", value=0)
-        self.assertIn("return", r, r)
-        child = vm.qmp.execute("qom-get", path=OBJ,
-                               property="last-fork")["return"]
-        stats = vm.qmp.execute("qom-get", path=OBJ, property="stats")["return"]
+        # execute() raises QMPError if QEMU answers with an error.
+        vm.qmp.execute("qom-set", {"path": OBJ, "property": "fork",
+                                   "value": 0})
+        child = vm.qmp.execute("qom-get", {"path": OBJ,
+                                           "property": "last-fork"})
+        stats = vm.qmp.execute("qom-get", {"path": OBJ, "property": "stats"})
         parsed = {int(p.split(":")[0]): p.split(":")[1:]
                   for p in stats.split() if not p.startswith("drive:")}
         # Right after the fork all data is shared.
         self.assertEqual(int(parsed[child][0]), 0)
         self.assertGreaterEqual(int(parsed[child][1]), MiB)
-        r = vm.qmp.execute("qom-set", path=OBJ, property="current", value=99)
-        self.assertIn("error", r)
-        vm.qmp.execute("qom-set", path=OBJ, property="current", value=child)
+        with self.assertRaises(QMPError):
+            vm.qmp.execute("qom-set", {"path": OBJ, "property": "current",
+                                       "value": 99})
+        vm.qmp.execute("qom-set", {"path": OBJ, "property": "current",
+                                   "value": child})
         vm.qemu_io("virtio0", "write -P 0x45 0 64k")
-        stats = vm.qmp.execute("qom-get", path=OBJ, property="stats")["return"]
+        stats = vm.qmp.execute("qom-get", {"path": OBJ, "property": "stats"})
         parsed = {int(p.split(":")[0]): p.split(":")[1:]
                   for p in stats.split() if not p.startswith("drive:")}
         self.assertGreaterEqual(int(parsed[child][0]), 64 * 1024)

@@ -12,8 +12,9 @@ import re
 import subprocess
 import unittest
 
-from s2etest import (S2E_RUN, MiB, S2ETestCase, dumped_bytes, pattern,
-                     qemu_io, read_range, run, s2e)
+from s2e_block.images import MiB, read_range
+from s2e_block.testing import S2ETestCase
+from s2e_block.tools import S2E_RUN, dumped_bytes, qemu_io, run
 
 
 

@@ -43,16 +43,13 @@ guest's disk as an s2e image; the copy must be unchanged at the end.
 import copy
 import os
 import shutil
-import sys
 import tempfile
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import guest as G  # noqa: E402
-import guest_workflow as W  # noqa: E402
-from s2etest import (PLUGIN, QEMU_SYSTEM, S2E_RUN, S2E_SNAPSHOT,  # noqa: E402
-                     S2ETestCase, run, s2e)
+from s2e_block import guest as G
+from s2e_block import workflow as W
+from s2e_block.testing import GuestTestCase, S2ETestCase
+from s2e_block.tools import PLUGIN, QEMU_SYSTEM, S2E_RUN, S2E_SNAPSHOT, run, s2e
 
 MAGIC = b"?!?MAGIC?!?"
 OPTION = "-enable-serial-commands"
@@ -64,13 +61,7 @@ def octal(data):
     return "".join("\\%03o" % b for b in data)
 
 
-class SerialCommandsTest(S2ETestCase):
-
-    @classmethod
-    def setUpClass(cls):
-        if not os.access(S2E_RUN, os.X_OK):
-            raise unittest.SkipTest("%s missing: build first" % S2E_RUN)
-        cls.files = G.build_guest()
+class SerialCommandsTest(GuestTestCase):
 
     # -- helpers --
 

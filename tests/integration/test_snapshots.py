@@ -21,9 +21,11 @@ import threading
 import time
 import unittest
 
-from s2etest import (BUILD_DIR, QEMU_SYSTEM, S2E_RUN, MiB, Monitor, S2ETestCase,
-                     S2E_SNAPSHOT, downgrade_to_v1, file_state, le, run,
-                     s2e)
+from s2e_block.images import MiB, downgrade_to_v1, file_state, le
+from s2e_block.machine import HMP
+from s2e_block.testing import S2ETestCase
+from s2e_block.tools import (BUILD_DIR, QEMU_SYSTEM, S2E_RUN, S2E_SNAPSHOT,
+                             run, s2e)
 
 DRIVE = "file=%s,format=s2e,if=virtio"
 HOLD_READS_SHIM = os.path.join(BUILD_DIR, "tests", "integration",
@@ -131,37 +133,33 @@ class SnapshotTest(S2ETestCase):
         img = self.base()
         vm = self.qemu([DRIVE % img + ",node-name=disk0"], qmp=True)
         self.write_patterns(vm)
-        r = vm.qmp.execute("snapshot-save", **{"job-id": "save0",
-                                               "tag": "ready",
-                                               "vmstate": "disk0",
-                                               "devices": ["disk0"]})
-        self.assertIn("return", r, r)
+        # execute() raises QMPError if QEMU answers with an error.
+        vm.qmp.execute("snapshot-save", {"job-id": "save0", "tag": "ready",
+                                         "vmstate": "disk0",
+                                         "devices": ["disk0"]})
         ev = vm.qmp.wait_event("JOB_STATUS_CHANGE", match=lambda e:
                                e["data"]["id"] == "save0" and
                                e["data"]["status"] == "concluded")
-        jobs = vm.qmp.execute("query-jobs")["return"]
+        jobs = vm.qmp.execute("query-jobs")
         job = [j for j in jobs if j["id"] == "save0"][0]
         self.assertNotIn("error", job, job)
-        vm.qmp.execute("job-dismiss", id="save0")
+        vm.qmp.execute("job-dismiss", {"id": "save0"})
         self.assertTrue(os.path.exists(img + ".ready"))
 
         vm.qemu_io("virtio0", "write -P 0x00 0 1M")
-        r = vm.qmp.execute("snapshot-load", **{"job-id": "load0",
-                                               "tag": "ready",
-                                               "vmstate": "disk0",
-                                               "devices": ["disk0"]})
-        self.assertIn("return", r, r)
+        vm.qmp.execute("snapshot-load", {"job-id": "load0", "tag": "ready",
+                                         "vmstate": "disk0",
+                                         "devices": ["disk0"]})
         vm.qmp.wait_event("JOB_STATUS_CHANGE", match=lambda e:
                           e["data"]["id"] == "load0" and
                           e["data"]["status"] == "concluded")
-        job = [j for j in vm.qmp.execute("query-jobs")["return"]
+        job = [j for j in vm.qmp.execute("query-jobs")
                if j["id"] == "load0"][0]
         self.assertNotIn("error", job, job)
         self.assert_patterns(vm)
 
-        r = vm.qmp.execute("snapshot-delete", **{"job-id": "del0",
-                                                 "tag": "ready",
-                                                 "devices": ["disk0"]})
+        vm.qmp.execute("snapshot-delete", {"job-id": "del0", "tag": "ready",
+                                           "devices": ["disk0"]})
         vm.qmp.wait_event("JOB_STATUS_CHANGE", match=lambda e:
                           e["data"]["id"] == "del0" and
                           e["data"]["status"] == "concluded")
@@ -776,7 +774,7 @@ class BaseIdentityTest(S2ETestCase):
         with open(pidfile) as f:
             pid = int(f.read())
         self.addCleanup(kill_pid, pid)
-        hmp = Monitor(mon)
+        hmp = HMP(mon)
         self.addCleanup(hmp.close)
         hmp.cmd('qemu-io d0 "write -P 0x5a 0 4k"')
         self.assertEqual(hmp.cmd("savevm s"), "")

@@ -12,8 +12,10 @@ import struct
 import subprocess
 import unittest
 
-from s2etest import (QEMU_SYSTEM, S2E_RUN, MiB, S2ETestCase, connect_unix,
-                     read_range, run)
+from s2e_block.images import MiB, read_range
+from s2e_block.machine import connect_unix
+from s2e_block.testing import S2ETestCase
+from s2e_block.tools import QEMU_SYSTEM, S2E_RUN, run
 
 
 def fd_flags_of(pid, target):
@@ -154,7 +156,6 @@ class SystemTest(S2ETestCase):
     def test_qemu_nbd_and_qemu_io_hold_read_only_fd(self):
         img = self.base()
         import subprocess, time
-        from s2etest import S2E_RUN
         sock = os.path.join(self.tmp, "nbd.sock")
         nbd = subprocess.Popen([S2E_RUN, "qemu-nbd", "-f", "s2e", "-k", sock,
                                 img], stdout=subprocess.PIPE,

@@ -10,9 +10,9 @@ import re
 import subprocess
 import unittest
 
-from s2etest import BUILD_DIR, MiB, S2E_RUN, S2ETestCase, run, s2e
-
-PLUGIN = os.path.join(BUILD_DIR, "block", "qemu", "block-s2e.so")
+from s2e_block.images import MiB
+from s2e_block.testing import S2ETestCase
+from s2e_block.tools import PLUGIN, S2E_RUN, run, s2e
 PROGRAMS = ["qemu-img", "qemu-io", "qemu-nbd", "qemu-system-x86_64",
             "qemu-storage-daemon"]
 

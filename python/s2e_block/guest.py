@@ -15,8 +15,8 @@ agent answers line commands on the serial console.  This module:
   build/s2e-run) with the caller's drive arguments, the serial console, an
   HMP monitor and a QMP monitor on unix sockets, and offers
   wait_ready() / command() plus typed helpers (write, sha256, checkall...);
-- talks to the monitors: Guest.hmp(cmd) and Guest.qmp (a QMP client with
-  execute / wait_event / run_job).
+- talks to the monitors: Guest.hmp(cmd) and Guest.qmp (s2e_block.machine's
+  HMP and QMP).
 
 Every wait has a timeout; QEMU runs in its own process group, is killed with
 the group on close(), at interpreter exit, and (PR_SET_PDEATHSIG) when the
@@ -24,7 +24,7 @@ Python process dies, so a test never leaves a QEMU behind or hangs.
 
 Example:
 
-    from guest import Guest, build_guest, copy_image, drive_args
+    from s2e_block.guest import Guest, build_guest, copy_image, drive_args
     files = build_guest()
     img = copy_image(tmpdir / "disk.raw")
     with Guest(files, tmpdir, drive_args(img, fmt="raw", iface="virtio")) as g:
@@ -36,46 +36,43 @@ Example:
 
 import atexit
 import ctypes
-import errno
 import hashlib
 import json
 import os
 import random
 import re
-import select
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 import weakref
 
+from .machine import (HMP, QMP, MonitorError, QemuError, QemuTimeout,
+                      QMPError, connect_unix)
+from .tools import REPO_ROOT
+
 __all__ = [
     "GuestError", "GuestTimeout", "CommandFailed", "MonitorError", "QMPError",
-    "GuestFiles", "REPO_ROOT", "build_guest", "cache_root", "copy_image",
+    "GuestFiles", "build_guest", "cache_root", "copy_image",
     "drive_args", "opt_escape", "gen_content", "expected_sha256",
-    "file_blocks", "kvm_works", "detect_accel", "Guest", "HMP", "QMP",
+    "file_blocks", "kvm_works", "detect_accel", "Guest",
 ]
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
 BUILD_SCRIPT = os.path.join(REPO_ROOT, "scripts", "build-guest.sh")
 QEMU = os.environ.get("S2E_QEMU", "qemu-system-x86_64")
 READY = "S2E-GUEST-READY"
 
 
 # --- errors -------------------------------------------------------------------
+# One hierarchy with the monitors' (s2e_block.machine): anything that went
+# wrong with the guest or QEMU is a GuestError; str() carries the recent
+# console transcript and QEMU's output when they are known.
 
-class GuestError(Exception):
-    """Anything that went wrong with the guest or QEMU; str() carries the
-    recent console transcript and QEMU's output when they are known."""
-
-
-class GuestTimeout(GuestError):
-    pass
+GuestError = QemuError
+GuestTimeout = QemuTimeout
 
 
 class CommandFailed(GuestError):
@@ -87,18 +84,6 @@ class CommandFailed(GuestError):
         self.cmd = cmd
         self.reason = reason
         self.output = output or []
-
-
-class MonitorError(GuestError):
-    pass
-
-
-class QMPError(MonitorError):
-    """A QMP command returned an error; .error is QMP's error object."""
-
-    def __init__(self, msg, error=None):
-        super().__init__(msg)
-        self.error = error or {}
 
 
 # --- building and locating the guest ----------------------------------------
@@ -367,181 +352,6 @@ def _qemu_version():
     return _qemu_ver["v"]
 
 
-# --- monitors ---------------------------------------------------------------
-
-def _connect_unix(path, deadline, proc=None):
-    """Connect to a unix socket QEMU listens on, retrying until DEADLINE."""
-    while True:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            s.connect(path)
-            return s
-        except OSError as e:
-            s.close()
-            if e.errno not in (errno.ENOENT, errno.ECONNREFUSED, errno.EAGAIN):
-                raise
-        if proc is not None and proc.poll() is not None:
-            raise GuestError("QEMU exited (status %s) before %s was ready"
-                             % (proc.returncode, path))
-        if time.monotonic() > deadline:
-            raise GuestTimeout("cannot connect to %s" % path)
-        time.sleep(0.02)
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-class HMP:
-    """Human monitor over a unix socket: cmd() sends one command line and
-    returns its output (the text between the echoed line and the next
-    "(qemu) " prompt)."""
-
-    PROMPT = b"(qemu) "
-
-    def __init__(self, path, timeout=30.0, proc=None):
-        self.sock = _connect_unix(path, time.monotonic() + timeout, proc)
-        self._buf = b""
-        self._read_until_prompt(timeout)
-
-    def _read_until_prompt(self, timeout, eof_ok=False):
-        deadline = time.monotonic() + timeout
-        while not self._buf.endswith(self.PROMPT):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise GuestTimeout("HMP: no prompt within %ss; got %r"
-                                   % (timeout, self._buf[-2000:]))
-            r, _, _ = select.select([self.sock], [], [], left)
-            if not r:
-                continue
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                if eof_ok:
-                    break
-                raise MonitorError("HMP connection closed; got %r"
-                                   % self._buf[-2000:])
-            self._buf += chunk
-        data, self._buf = self._buf, b""
-        return data
-
-    def cmd(self, line, timeout=60.0):
-        if "\n" in line:
-            raise ValueError("one HMP command at a time")
-        self.sock.sendall(line.encode() + b"\n")
-        quitting = line.strip() in ("quit", "q")
-        data = self._read_until_prompt(timeout, eof_ok=quitting)
-        text = data.decode(errors="replace")
-        if text.endswith("(qemu) "):
-            text = text[:-len("(qemu) ")]
-        # The first line is the echo of the command (with cursor escapes).
-        if "\r\n" in text:
-            text = text.split("\r\n", 1)[1]
-        else:
-            text = ""
-        text = _ANSI.sub("", text).replace("\r\n", "\n")
-        return text
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-
-class QMP:
-    """Minimal QMP client: capabilities negotiated on connect; execute()
-    returns the "return" value or raises QMPError; events are queued and
-    read with wait_event(); run_job() runs a job command to its end."""
-
-    def __init__(self, path, timeout=30.0, proc=None):
-        self.sock = _connect_unix(path, time.monotonic() + timeout, proc)
-        self._buf = b""
-        self.events = []
-        self._id = 0
-        greeting = self._read_msg(time.monotonic() + timeout)
-        if "QMP" not in greeting:
-            raise MonitorError("unexpected QMP greeting %r" % greeting)
-        self.greeting = greeting
-        self.execute("qmp_capabilities", timeout=timeout)
-
-    def _read_msg(self, deadline):
-        while b"\n" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise GuestTimeout("QMP: no message in time")
-            r, _, _ = select.select([self.sock], [], [], left)
-            if not r:
-                continue
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise MonitorError("QMP connection closed")
-            self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
-        if not line.strip():
-            return self._read_msg(deadline)
-        return json.loads(line.decode())
-
-    def execute(self, cmd, args=None, timeout=60.0):
-        self._id += 1
-        msg_id = "s2e-%d" % self._id
-        msg = {"execute": cmd, "id": msg_id}
-        if args:
-            msg["arguments"] = args
-        self.sock.sendall(json.dumps(msg).encode() + b"\n")
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                resp = self._read_msg(deadline)
-            except GuestTimeout:
-                raise GuestTimeout("QMP %s: no answer within %ss" % (cmd, timeout))
-            if "event" in resp:
-                self.events.append(resp)
-                continue
-            if resp.get("id") != msg_id:
-                continue
-            if "error" in resp:
-                raise QMPError("QMP %s failed: %s" % (cmd, resp["error"].get("desc")),
-                               resp["error"])
-            return resp.get("return")
-
-    def wait_event(self, name, timeout=60.0, match=None):
-        """Return (and remove) the first queued or arriving event NAME for
-        which match(event) is true."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for i, ev in enumerate(self.events):
-                if ev.get("event") == name and (match is None or match(ev)):
-                    return self.events.pop(i)
-            try:
-                msg = self._read_msg(deadline)
-            except GuestTimeout:
-                raise GuestTimeout("QMP: no %s event within %ss" % (name, timeout))
-            if "event" in msg:
-                self.events.append(msg)
-
-    def run_job(self, cmd, args, job_id, timeout=300.0):
-        """Run a job command (e.g. snapshot-save) and wait for it to
-        conclude; raise QMPError with the job's error, dismiss it."""
-        args = dict(args, **{"job-id": job_id})
-        self.execute(cmd, args, timeout=min(timeout, 60))
-        self.wait_event("JOB_STATUS_CHANGE", timeout,
-                        lambda ev: ev["data"]["id"] == job_id
-                        and ev["data"]["status"] == "concluded")
-        error = None
-        for job in self.execute("query-jobs"):
-            if job["id"] == job_id:
-                error = job.get("error")
-        self.execute("job-dismiss", {"id": job_id})
-        if error:
-            raise QMPError("job %s (%s) failed: %s" % (job_id, cmd, error),
-                           {"desc": error})
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-
 # --- the guest ----------------------------------------------------------------
 
 _live = weakref.WeakSet()
@@ -709,8 +519,10 @@ class Guest:
             preexec_fn=_pdeathsig)
         _live.add(self)
         try:
-            self._serial = _connect_unix(os.path.join(self._sockdir, "serial.sock"),
-                                         time.monotonic() + timeout, self.proc)
+            self._serial = connect_unix(os.path.join(self._sockdir, "serial.sock"),
+                                        timeout, self.proc)
+            # The console reader blocks until the guest prints.
+            self._serial.settimeout(None)
         except GuestError as e:
             self.close()
             raise GuestError("%s\n%s" % (e, self._diag())) from None

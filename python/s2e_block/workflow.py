@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """The main job's workflow on the real test guest, shared by
-scripts/demo.py, tests/integration/test_guest.py, test_nbd.py and
-bench/bench-resume.py (Python 3 standard library only).
+scripts/demo.py, tests/integration/test_guest.py, test_nbd.py,
+test_serial_commands.py and bench/bench-resume.py (Python 3 standard
+library only).
 
 - S2E_QEMU: the argv prefix that runs Debian's qemu-system-x86_64 with the
   s2e plugin (build/s2e-run).
@@ -19,18 +20,18 @@ bench/bench-resume.py (Python 3 standard library only).
 - verify_resumed(): what each resumed guest does: drop its caches, re-read
   and check every file, write more, read it back.
 
-The guest and its monitors are tests/integration/guest.py's; paths and
-file_state() are s2etest.py's.
+The guest and its monitors are s2e_block.guest's; paths are
+s2e_block.tools'.
 """
 
 import hashlib
 import os
 import time
 
-import guest as G
-import s2etest
+from . import guest as G
+from .tools import QEMU_SYSTEM, S2E_RUN
 
-S2E_QEMU = [s2etest.S2E_RUN, s2etest.QEMU_SYSTEM]
+S2E_QEMU = [S2E_RUN, QEMU_SYSTEM]
 SNAPSHOT = "ready"
 
 # Files the first boot writes before `savevm ready`: (path, size, seed,
