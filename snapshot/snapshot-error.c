@@ -19,7 +19,10 @@
 #include <errno.h>
 #include <string.h>
 
-G_DEFINE_QUARK(s2e-snapshot-error-quark, s2e_snapshot_error)
+GQuark s2e_snapshot_error_quark(void)
+{
+    return g_quark_from_static_string("s2e-snapshot-error-quark");
+}
 
 int s2e_snap_code_errno(S2ESnapshotErrorCode code)
 {

@@ -139,8 +139,10 @@ int s2e_snap_pread_full(const S2ESnapIO *io, int fd, void *buf, size_t len,
     return 0;
 }
 
-/* How many leading elements of @iov hold the first @len bytes, the last
- * of them trimmed to end there (*trimmed: its full length, to restore). */
+/*
+ * How many leading elements of @iov hold the first @len bytes, the last
+ * of them trimmed to end there (*trimmed: its full length, to restore).
+ */
 static int iov_prefix(struct iovec *iov, int iovcnt, size_t len,
                       size_t *trimmed)
 {
@@ -225,8 +227,10 @@ int s2e_snap_io_fsync(const S2ESnapIO *io, S2ESnapIOStep step, int fd)
     return 0;
 }
 
-/* The descriptor is released whatever the outcome (also when the hook
- * makes the step fail): a failed close must not leak it. */
+/*
+ * The descriptor is released whatever the outcome (also when the hook
+ * makes the step fail): a failed close must not leak it.
+ */
 int s2e_snap_io_close(const S2ESnapIO *io, int fd)
 {
     int ret = s2e_snap_io_fault(io, S2E_SNAP_IO_CLOSE, NULL);

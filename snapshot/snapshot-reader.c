@@ -27,8 +27,9 @@
  * two overlap; extents of both kinds are sorted, disjoint, inside the disk,
  * and add up to the header's dirty sector count; zero extents (no data,
  * offset and checksum 0) appear only with their feature bit; the chunk
- * count matches the VM state size.  Later reads re-check what can still go wrong: the file may be
- * truncated or damaged under us (-> TRUNCATED, CHECKSUM, CORRUPT, IO).
+ * count matches the VM state size.  Later reads re-check what can still go
+ * wrong: the file may be truncated or damaged under us (-> TRUNCATED,
+ * CHECKSUM, CORRUPT, IO).
  *
  * Block verification (version 2): the first read of any part of a block
  * checks the whole block (reading the rest of it when the request covers
@@ -58,11 +59,13 @@
 #define VERIFY_STEP (1024u * 1024)
 #define BLOCK_BYTES (S2E_SNAP_BLOCK_SECTORS * S2E_SNAP_SECTOR_SIZE)
 
-/* Version 2: what the reader learns about the blocks as it reads.  The
- * handle is const for readers (any number of threads), this is not. */
+/*
+ * Version 2: what the reader learns about the blocks as it reads.  The
+ * handle is const for readers (any number of threads), this is not.
+ */
 typedef struct S2EBlockChecks {
-    uint32_t *table;          /* the block checksums, read at the first
-                                 data read; set once (atomic) */
+    /* the block checksums, read at the first data read; set once (atomic) */
+    uint32_t *table;
     uint32_t verified[];      /* a bit per block checksum */
 } S2EBlockChecks;
 
@@ -152,8 +155,10 @@ static int read_header(S2ESnapshot *snap, uint64_t size, GError **error)
     return ret;
 }
 
-/* Read an index of @count entries of @entry_size bytes (bounded by the
- * file size by the header checks) and verify its checksum. */
+/*
+ * Read an index of @count entries of @entry_size bytes (bounded by the
+ * file size by the header checks) and verify its checksum.
+ */
 static uint8_t *read_index(S2ESnapshot *snap, uint64_t offset, uint64_t count,
                            uint32_t entry_size, uint32_t crc,
                            const char *what, GError **error)
@@ -237,8 +242,10 @@ static int load_extents(S2ESnapshot *snap, GError **error)
     return ret;
 }
 
-/* Version 2: the bitmap of verified blocks, all clear.  Its size is bounded
- * by the table, which the header checks bounded by the file size. */
+/*
+ * Version 2: the bitmap of verified blocks, all clear.  Its size is bounded
+ * by the table, which the header checks bounded by the file size.
+ */
 static int alloc_checks(S2ESnapshot *snap, GError **error)
 {
     uint64_t words = snap->h.block_csum_count / 32 + 1;
@@ -262,13 +269,24 @@ static int snapshot_load(S2ESnapshot *snap, const char *image_label,
     uint64_t size = 0;
     int ret;
 
-    if ((ret = open_file(snap, &size, error)) < 0 ||
-        (ret = read_header(snap, size, error)) < 0 ||
-        (ret = load_chunks(snap, error)) < 0 ||
-        (ret = load_extents(snap, error)) < 0 ||
-        (ret = s2e_snap_check_regions(&snap->h, snap->chunks, snap->extents,
-                                      snap->path, error)) < 0 ||
-        (ret = alloc_checks(snap, error)) < 0) {
+    ret = open_file(snap, &size, error);
+    if (ret == 0) {
+        ret = read_header(snap, size, error);
+    }
+    if (ret == 0) {
+        ret = load_chunks(snap, error);
+    }
+    if (ret == 0) {
+        ret = load_extents(snap, error);
+    }
+    if (ret == 0) {
+        ret = s2e_snap_check_regions(&snap->h, snap->chunks, snap->extents,
+                                     snap->path, error);
+    }
+    if (ret == 0) {
+        ret = alloc_checks(snap, error);
+    }
+    if (ret < 0) {
         return ret;
     }
     if (base) {
@@ -409,9 +427,11 @@ static S2EExtentKind kind_of(const S2ESnapExtent *e)
                                              : S2E_EXTENT_DATA;
 }
 
-/* The run at @sector: ABSENT up to the next extent, or the extents directly
+/*
+ * The run at @sector: ABSENT up to the next extent, or the extents directly
  * following each other from the one holding @sector, of the same kind
- * only when @same_kind. */
+ * only when @same_kind.
+ */
 static S2EExtentKind run_at(const S2ESnapshot *snap, uint64_t sector,
                             uint64_t max_count, bool same_kind,
                             uint64_t *count)
@@ -478,10 +498,12 @@ static void block_span(const S2ESnapExtent *e, uint64_t b, uint64_t *lo,
     *hi = MIN(e->sector + e->count, (b + 1) * S2E_SNAP_BLOCK_SECTORS);
 }
 
-/* The whole block checksum table (4 bytes per 4 KiB of data), read at the
+/*
+ * The whole block checksum table (4 bytes per 4 KiB of data), read at the
  * first data read rather than at open: listing opens every snapshot, and a
  * lookup per read would cost a pread each.  Threads racing here both read
- * it; one copy wins. */
+ * it; one copy wins.
+ */
 static int block_csums(const S2ESnapshot *snap, const uint32_t **csums,
                        GError **error)
 {
@@ -539,8 +561,10 @@ static int block_damaged(const S2ESnapshot *snap, const S2ESnapExtent *e,
 
 /* ---- I/O vectors -------------------------------------------------------- */
 
-/* A position in a caller's vector, moving forward only: element k, byte
- * off inside it (never at an element's end but the vector's). */
+/*
+ * A position in a caller's vector, moving forward only: element k, byte
+ * off inside it (never at an element's end but the vector's).
+ */
 typedef struct VecPos {
     const struct iovec *iov;
     int cnt, k;
@@ -580,8 +604,10 @@ static const uint8_t *vec_contiguous(const VecPos *v, size_t len)
     return vec_room(v) >= len ? vec_at(v) : NULL;
 }
 
-/* Copy @len bytes at @v out to @buf, or in from @buf (zeroes when NULL);
- * @v does not move. */
+/*
+ * Copy @len bytes at @v out to @buf, or in from @buf (zeroes when NULL);
+ * @v does not move.
+ */
 static void vec_copy(VecPos v, uint8_t *buf, size_t len, bool in)
 {
     while (len > 0 && v.k < v.cnt) {
@@ -600,8 +626,10 @@ static void vec_copy(VecPos v, uint8_t *buf, size_t len, bool in)
     }
 }
 
-/* The @len bytes at @v as elements of @out (room for all of v's): their
- * count. */
+/*
+ * The @len bytes at @v as elements of @out (room for all of v's): their
+ * count.
+ */
 static int vec_slice(VecPos v, size_t len, struct iovec *out)
 {
     int n = 0;
@@ -669,8 +697,10 @@ static int check_block(const S2ESnapshot *snap, const S2ESnapExtent *e,
     return 0;
 }
 
-/* Verify the blocks of @e that sectors [sector, sector + n), read into
- * the vector at @at, touch: those not verified yet, or all when @again. */
+/*
+ * Verify the blocks of @e that sectors [sector, sector + n), read into
+ * the vector at @at, touch: those not verified yet, or all when @again.
+ */
 static int verify_read(const S2ESnapshot *snap, const S2ESnapExtent *e,
                        uint64_t sector, uint64_t n, const VecPos *at,
                        bool again, GError **error)
@@ -704,8 +734,10 @@ static int verify_read(const S2ESnapshot *snap, const S2ESnapExtent *e,
     return 0;
 }
 
-/* Sectors [sector, sector + n) of data extent @e into the vector at @at,
- * checked; @part has room for the vector's elements. */
+/*
+ * Sectors [sector, sector + n) of data extent @e into the vector at @at,
+ * checked; @part has room for the vector's elements.
+ */
 static int read_data(const S2ESnapshot *snap, const S2ESnapExtent *e,
                      uint64_t sector, uint64_t n, const VecPos *at,
                      struct iovec *part, GError **error)
@@ -752,8 +784,10 @@ static int check_read_args(const S2ESnapshot *snap, uint64_t sector,
     return 0;
 }
 
-/* The next run at @sector of at most @count sectors, from extent *i on:
- * ABSENT up to the next extent, else the part of extent *i (*i moves on). */
+/*
+ * The next run at @sector of at most @count sectors, from extent *i on:
+ * ABSENT up to the next extent, else the part of extent *i (*i moves on).
+ */
 static S2EExtentKind next_run(const S2ESnapshot *snap, uint64_t *i,
                               uint64_t sector, uint64_t count, uint64_t *n)
 {
@@ -884,8 +918,10 @@ static int inflate_chunk(S2ESnapshot *snap, uint64_t i, uint32_t len,
     return 0;
 }
 
-/* Read chunk @i's stored bytes into the cache (raw) or zbuf (compressed)
- * and check their checksum; the cache holds no chunk afterwards. */
+/*
+ * Read chunk @i's stored bytes into the cache (raw) or zbuf (compressed)
+ * and check their checksum; the cache holds no chunk afterwards.
+ */
 static int read_stored_chunk(S2ESnapshot *snap, uint64_t i, GError **error)
 {
     const S2ESnapChunk *c = &snap->chunks[i];
@@ -1013,8 +1049,10 @@ static int verify_extent_crc(const S2ESnapshot *snap, uint64_t i,
     return 0;
 }
 
-/* Version 2: every block of the extent, in steps ending on block
- * boundaries so that no block needs a second read. */
+/*
+ * Version 2: every block of the extent, in steps ending on block
+ * boundaries so that no block needs a second read.
+ */
 static int verify_extent_blocks(const S2ESnapshot *snap, uint64_t i,
                                 uint8_t *buf, GError **error)
 {

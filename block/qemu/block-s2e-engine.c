@@ -87,9 +87,11 @@ static int s2e_engine_call(const S2EEngine *engine, void *buf,
     return 0;
 }
 
-/* One engine call per chunk of at most S2E_ENGINE_CHUNK_SECTORS, through
+/*
+ * One engine call per chunk of at most S2E_ENGINE_CHUNK_SECTORS, through
  * a bounce buffer: the engine replaces what it holds in a read, and is
- * handed the data of a write, or zeroes when @qiov is NULL. */
+ * handed the data of a write, or zeroes when @qiov is NULL.
+ */
 static int s2e_engine_rw(const S2EEngine *engine, uint64_t sector,
                          uint64_t count, QEMUIOVector *qiov, bool is_write)
 {

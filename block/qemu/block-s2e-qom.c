@@ -61,8 +61,10 @@ static S2EPath *s2e_qom_lookup(S2EPathSet *set, int64_t id, Error **errp)
     return path;
 }
 
-/* Read the id a property write names and find its path: the common start
- * of every setter.  NULL with errp set on failure. */
+/*
+ * Read the id a property write names and find its path: the common start
+ * of every setter.  NULL with errp set on failure.
+ */
 static S2EPath *s2e_qom_visit_path(Visitor *v, const char *name,
                                    S2EPathSet **setp, int64_t *id,
                                    Error **errp)
@@ -156,29 +158,38 @@ static void s2e_qom_set_free(Object *obj, Visitor *v, const char *name,
     }
 }
 
-/* Live ids, ascending; NULL with errp set on failure. */
-static uint64_t *s2e_qom_ids(S2EPathSet *set, size_t *n, Error **errp)
+/*
+ * The path set and its live ids, ascending; NULL with errp set on
+ * failure.
+ */
+static uint64_t *s2e_qom_ids(S2EPathSet **set, size_t *n, Error **errp)
 {
-    size_t count = s2e_pathset_ids(set, NULL, 0);
-    uint64_t *ids = g_try_new(uint64_t, count ? count : 1);
+    size_t count;
+    uint64_t *ids;
 
+    *set = s2e_qom_set(errp);
+    if (!*set) {
+        return NULL;
+    }
+    count = s2e_pathset_ids(*set, NULL, 0);
+    ids = g_try_new(uint64_t, count ? count : 1);
     if (!ids) {
         error_setg(errp, "Out of memory listing s2e paths");
         return NULL;
     }
     /* Paths may come and go between the two calls. */
-    *n = MIN(count, s2e_pathset_ids(set, ids, count));
+    *n = MIN(count, s2e_pathset_ids(*set, ids, count));
     return ids;
 }
 
 static char *s2e_qom_get_paths(Object *obj, Error **errp)
 {
-    S2EPathSet *set = s2e_qom_set(errp);
-    g_autofree uint64_t *ids = NULL;
-    GString *out;
+    S2EPathSet *set;
     size_t n;
+    g_autofree uint64_t *ids = s2e_qom_ids(&set, &n, errp);
+    GString *out;
 
-    if (!set || !(ids = s2e_qom_ids(set, &n, errp))) {
+    if (!ids) {
         return NULL;
     }
     out = g_string_new("");
@@ -188,8 +199,10 @@ static char *s2e_qom_get_paths(Object *obj, Error **errp)
     return g_string_free(out, false);
 }
 
-/* " drive:NODE:USED:LIMIT" for every drive: what the overlay-limit
- * option bounds (lock-free counters, so no drain). */
+/*
+ * " drive:NODE:USED:LIMIT" for every drive: what the overlay-limit
+ * option bounds (lock-free counters, so no drain).
+ */
 static void s2e_qom_append_drive_memory(S2EPathSet *set, GString *out)
 {
     size_t count = s2e_pathset_drives(set, NULL, 0);
@@ -209,12 +222,12 @@ static void s2e_qom_append_drive_memory(S2EPathSet *set, GString *out)
 
 static char *s2e_qom_get_stats(Object *obj, Error **errp)
 {
-    S2EPathSet *set = s2e_qom_set(errp);
-    g_autofree uint64_t *ids = NULL;
-    GString *out;
+    S2EPathSet *set;
     size_t n;
+    g_autofree uint64_t *ids = s2e_qom_ids(&set, &n, errp);
+    GString *out;
 
-    if (!set || !(ids = s2e_qom_ids(set, &n, errp))) {
+    if (!ids) {
         return NULL;
     }
     out = g_string_new("");

@@ -175,8 +175,10 @@ static void s2e_serial_latch(S2ESerialPort *port, const S2ESerialCommand *cmd)
     }
     s2e_serial.command = *cmd;
     s2e_serial.command_port = port->label;
-    /* timer_mod() takes the timer list's lock: the command is visible to
-     * the main loop when the timer fires. */
+    /*
+     * timer_mod() takes the timer list's lock: the command is visible to
+     * the main loop when the timer fires.
+     */
     timer_mod(s2e_serial.timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME));
 }
 
@@ -209,8 +211,10 @@ static S2ESerialPort *s2e_serial_find_port(Chardev *chr)
     return NULL;
 }
 
-/* The chr_write this class had: its own entry, or its nearest wrapped
- * ancestor's (a subclass set up later copies the wrapper from it). */
+/*
+ * The chr_write this class had: its own entry, or its nearest wrapped
+ * ancestor's (a subclass set up later copies the wrapper from it).
+ */
 static S2EChrWriteFn *s2e_serial_real_write(Chardev *chr)
 {
     ObjectClass *oc = object_get_class(OBJECT(chr));
@@ -263,8 +267,10 @@ static void s2e_serial_wrap_class(const S2ESerialPort *port)
     w = &s2e_serial.classes[s2e_serial.nclasses++];
     w->cc = cc;
     w->real_write = cc->chr_write;
-    /* Other threads (an iothread's monitor) may be writing right now:
-     * publish the ports and this entry before the pointer to them. */
+    /*
+     * Other threads (an iothread's monitor) may be writing right now:
+     * publish the ports and this entry before the pointer to them.
+     */
     smp_wmb();
     qatomic_set(&cc->chr_write, s2e_serial_chr_write);
 }

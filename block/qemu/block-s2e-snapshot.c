@@ -39,30 +39,31 @@
 #include "qemu/cutils.h"
 #include "qemu/main-loop.h"
 #include "block/aio.h"
-#if __has_include("qobject/qdict.h")
-#include "qobject/qdict.h"         /* 10.0+ */
-#else
-#include "qapi/qmp/qdict.h"
-#endif
 
 #include "block-s2e.h"
 
 /* Sectors copied per step when writing a snapshot. */
 #define S2E_COPY_SECTORS 2048
 
-/* The s2e drives open in this process (opened and closed in the main
- * loop, like every snapshot callback). */
+/*
+ * The s2e drives open in this process (opened and closed in the main
+ * loop, like every snapshot callback).
+ */
 static GSList *s2e_open_drives;
 
-/* How many savevms started in this process: a snapshot deleted before the
+/*
+ * How many savevms started in this process: a snapshot deleted before the
  * count moved on was deleted by a savevm of that name (QEMU deletes the old
- * NAME first), see s2e_settle_set_aside(). */
+ * NAME first), see s2e_settle_set_aside().
+ */
 static uint64_t s2e_savevm_count;
 
 /* ---- Until the command ends --------------------------------------------- */
 
-/* A snapshot deleted but kept under a hidden name until the command ends:
- * a savevm that deleted it to write a new NAME may still fail. */
+/*
+ * A snapshot deleted but kept under a hidden name until the command ends:
+ * a savevm that deleted it to write a new NAME may still fail.
+ */
 typedef struct S2ESetAside {
     char *name;
     char *path;
@@ -76,9 +77,11 @@ static void s2e_set_aside_free(S2ESetAside *a)
     g_free(a);
 }
 
-/* Put it back if a savevm began after its delete (and did not replace it,
+/*
+ * Put it back if a savevm began after its delete (and did not replace it,
  * or it would be gone from the list): that savevm failed.  Else the delete
- * was meant: finish it. */
+ * was meant: finish it.
+ */
 static void s2e_settle_set_aside(BDRVS2EState *s, S2ESetAside *a)
 {
     GError *gerr = NULL;
@@ -141,10 +144,12 @@ static bool s2e_base_is_local_file(BlockDriverState *file_bs)
     return proto && !strcmp(proto, "file");
 }
 
-/* The base image's identity for a snapshot: that of the file opened,
+/*
+ * The base image's identity for a snapshot: that of the file opened,
  * after checking it is unchanged and still the file its path names; the
  * size for a base that is not a local file.  -ESTALE or -EIO and *errp
- * saying why not. */
+ * saying why not.
+ */
 static int s2e_snapshot_base_identity(BlockDriverState *bs,
                                       S2EBaseIdentity *id, Error **errp)
 {
@@ -168,9 +173,11 @@ static int s2e_snapshot_base_identity(BlockDriverState *bs,
     return 0;
 }
 
-/* Hold the local base image open for its identity (S2EBaseFile).  QEMU
+/*
+ * Hold the local base image open for its identity (S2EBaseFile).  QEMU
  * opened it a moment ago by the same name.  Failing to is not fatal for
- * I/O: snapshots are refused with the reason. */
+ * I/O: snapshots are refused with the reason.
+ */
 static void s2e_open_base_file(BDRVS2EState *s, const char *filename)
 {
     GError *gerr = NULL;
@@ -186,14 +193,16 @@ static void s2e_open_base_file(BDRVS2EState *s, const char *filename)
     g_error_free(gerr);
 }
 
-/* The file name snapshots of a base that is not a local file are named
+/*
+ * The file name snapshots of a base that is not a local file are named
  * after ("NAME" in SNAPSHOT-DIR/NAME.SNAPSHOT): stable across connections,
  * so it never depends on a socket path, a host or a port.
  *   NBD:    the export name's last component ("nbd+unix:///disk.raw.s2e?
  *           socket=..." -> "disk.raw.s2e"); "base" for the default export
  *   others: the last component of the URL's path, query dropped
  *           ("https://host/img/disk.raw.s2e" -> "disk.raw.s2e"), else "base"
- * g_free() the result. */
+ * g_free() the result.
+ */
 static char *s2e_remote_base_name(BlockDriverState *file_bs)
 {
     const char *proto = file_bs->drv ? file_bs->drv->format_name : NULL;
@@ -225,10 +234,12 @@ static char *s2e_remote_base_name(BlockDriverState *file_bs)
     return name;
 }
 
-/* Decide where snapshot files live: the snapshot-dir option, else the
+/*
+ * Decide where snapshot files live: the snapshot-dir option, else the
  * directory of a local base image.  A base that is not a local file needs
  * snapshot-dir; its snapshots are SNAPSHOT-DIR/NAME.SNAPSHOT with NAME
- * from s2e_remote_base_name(). */
+ * from s2e_remote_base_name().
+ */
 static void GRAPH_RDLOCK s2e_setup_snapshot_location(BlockDriverState *bs,
                                                     const char *snapshot_dir)
 {
@@ -289,9 +300,11 @@ static bool s2e_require_snapshot_dir(BDRVS2EState *s, Error **errp)
     return true;
 }
 
-/* Whether drives @a and @b keep their snapshots in the same files: the
+/*
+ * Whether drives @a and @b keep their snapshots in the same files: the
  * same image name in the same snapshot directory (two drives on one image,
- * or images named alike sharing a snapshot-dir). */
+ * or images named alike sharing a snapshot-dir).
+ */
 static bool s2e_same_snapshot_files(BDRVS2EState *a, BDRVS2EState *b)
 {
     g_autofree char *name_a = g_path_get_basename(a->image_path);
@@ -421,8 +434,10 @@ s2e_co_save_vmstate(BlockDriverState *bs, QEMUIOVector *qiov, int64_t pos)
         return 0;
     }
 
-    /* Each element goes straight to the writer, which buffers a chunk
-     * anyway: no bounce copy of the whole request. */
+    /*
+     * Each element goes straight to the writer, which buffers a chunk
+     * anyway: no bounce copy of the whole request.
+     */
     for (int i = 0; i < qiov->niov; i++) {
         if (s2e_snapshot_writer_put_vmstate(s->pending, pos,
                                             qiov->iov[i].iov_base,
@@ -512,8 +527,10 @@ static int s2e_save_data(S2ESaveView *v, S2ESaveSource from, uint64_t sector,
     return 0;
 }
 
-/* A run absent from the overlay: save what the snapshot layer holds,
- * keeping its zero extents as zero extents. */
+/*
+ * A run absent from the overlay: save what the snapshot layer holds,
+ * keeping its zero extents as zero extents.
+ */
 static int s2e_save_layer_runs(S2ESaveView *v, uint64_t sector,
                                uint64_t count, uint8_t *buf, GError **gerr)
 {
@@ -540,8 +557,10 @@ static int s2e_save_layer_runs(S2ESaveView *v, uint64_t sector,
     return 0;
 }
 
-/* The disk as this path sees it, minus the base: layer merged with overlay,
- * in ascending sector order as the writer requires. */
+/*
+ * The disk as this path sees it, minus the base: layer merged with overlay,
+ * in ascending sector order as the writer requires.
+ */
 static int s2e_save_dirty_sectors(S2ESaveView *v, GError **gerr)
 {
     g_autofree uint8_t *buf = g_try_malloc(S2E_COPY_SECTORS * S2E_SECTOR_SIZE);
@@ -592,8 +611,10 @@ static void s2e_info_from_qemu(S2ESnapshotInfo *info,
     info->icount = sn->icount;
 }
 
-/* Add the current path's dirty sectors to the pending writer and commit
- * it as @path.  The writer is gone afterwards, whatever happened. */
+/*
+ * Add the current path's dirty sectors to the pending writer and commit
+ * it as @path.  The writer is gone afterwards, whatever happened.
+ */
 static int s2e_commit_pending(BDRVS2EState *s, const char *path,
                               const QEMUSnapshotInfo *sn_info, GError **gerr)
 {
@@ -672,11 +693,13 @@ int GRAPH_RDLOCK s2e_snapshot_create_cb(BlockDriverState *bs,
     return 0;
 }
 
-/* QEMU replaces the disk view (goto) before it reads the VM state, and a
+/*
+ * QEMU replaces the disk view (goto) before it reads the VM state, and a
  * VM state that fails then leaves the VM half loaded with the current
  * path's writes gone.  So the stored VM state's checksums are checked
  * first, while a refusal still changes nothing: one more read of the
- * state, from the page cache when loadvm then reads it again. */
+ * state, from the page cache when loadvm then reads it again.
+ */
 static int s2e_check_vmstate(S2ESnapshot *snap)
 {
     GError *gerr = NULL;
@@ -688,8 +711,10 @@ static int s2e_check_vmstate(S2ESnapshot *snap)
     return ret;
 }
 
-/* Version 1 files have no block checksums: say that their disk data is
- * not checked when read. */
+/*
+ * Version 1 files have no block checksums: say that their disk data is
+ * not checked when read.
+ */
 static void s2e_warn_if_unverified(const S2ESnapshot *snap)
 {
     S2ESnapshotLayout l;
@@ -704,8 +729,10 @@ static void s2e_warn_if_unverified(const S2ESnapshot *snap)
     }
 }
 
-/* goto runs without the block graph lock (8.0+), which the names of the
- * drives in the check's message need. */
+/*
+ * goto runs without the block graph lock (8.0+), which the names of the
+ * drives in the check's message need.
+ */
 static bool GRAPH_UNLOCKED s2e_check_no_shared_files_unlocked(Error **errp)
 {
     bool ok;
@@ -716,8 +743,10 @@ static bool GRAPH_UNLOCKED s2e_check_no_shared_files_unlocked(Error **errp)
     return ok;
 }
 
-/* Whether this drive may load a snapshot now, and the identity of the
- * base to check it against: -errno and *errp saying why not. */
+/*
+ * Whether this drive may load a snapshot now, and the identity of the
+ * base to check it against: -errno and *errp saying why not.
+ */
 static int GRAPH_UNLOCKED s2e_goto_allowed(BlockDriverState *bs,
                                            S2EBaseIdentity *id, Error **errp)
 {
@@ -736,9 +765,11 @@ static int GRAPH_UNLOCKED s2e_goto_allowed(BlockDriverState *bs,
     return s2e_snapshot_base_identity(bs, id, errp);
 }
 
-/* Open snapshot @name of this drive into *psnap, checked against the base
+/*
+ * Open snapshot @name of this drive into *psnap, checked against the base
  * as it is now.  -errno (a missing file is -ENOENT, as in qcow2) with the
- * reason reported. */
+ * reason reported.
+ */
 static int GRAPH_UNLOCKED s2e_open_for_goto(BlockDriverState *bs,
                                             const char *name,
                                             S2ESnapshot **psnap)
@@ -778,10 +809,12 @@ static int GRAPH_UNLOCKED s2e_open_for_goto(BlockDriverState *bs,
     return 0;
 }
 
-/* loadvm, QMP snapshot-load and -loadvm all go to a snapshot with every
+/*
+ * loadvm, QMP snapshot-load and -loadvm all go to a snapshot with every
  * drive drained; `qemu-img snapshot -a` calls goto alone.  There the
  * snapshot would only be loaded into a view that vanishes when qemu-img
- * exits: an s2e image is never written, so it has nothing to revert. */
+ * exits: an s2e image is never written, so it has nothing to revert.
+ */
 static bool s2e_goto_applies_nothing(BlockDriverState *bs, const char *name)
 {
     BDRVS2EState *s = bs->opaque;
@@ -860,9 +893,11 @@ int s2e_snapshot_delete_cb(BlockDriverState *bs, const char *snapshot_id,
     return 0;
 }
 
-/* A snapshot's name is its file's name (IMAGE.NAME), not the one recorded
+/*
+ * A snapshot's name is its file's name (IMAGE.NAME), not the one recorded
  * inside: a copied or renamed file is listed, loaded and deleted under the
- * name it has, as s2e-snapshot list shows it. */
+ * name it has, as s2e-snapshot list shows it.
+ */
 static void s2e_info_to_qemu(QEMUSnapshotInfo *sn, const S2ESnapshotEntry *e)
 {
     const S2ESnapshotInfo *info = &e->info;
@@ -877,9 +912,11 @@ static void s2e_info_to_qemu(QEMUSnapshotInfo *sn, const S2ESnapshotEntry *e)
     sn->icount = info->icount;
 }
 
-/* The snapshot files, validated (and invalid ones warned about) once per
+/*
+ * The snapshot files, validated (and invalid ones warned about) once per
  * command: QEMU lists two or three times per savevm, loadvm or `info
- * snapshots`, and each listing opens every file and reads its indexes. */
+ * snapshots`, and each listing opens every file and reads its indexes.
+ */
 static int s2e_listing(BDRVS2EState *s, GPtrArray **entries)
 {
     GError *gerr = NULL;
@@ -944,8 +981,10 @@ void GRAPH_RDLOCK s2e_snapshot_glue_open(BlockDriverState *bs,
     s2e_open_drives = g_slist_prepend(s2e_open_drives, bs);
 }
 
-/* A program without a main loop (qemu-img) closes the image right after
- * its one command: that ends the command too. */
+/*
+ * A program without a main loop (qemu-img) closes the image right after
+ * its one command: that ends the command too.
+ */
 void s2e_snapshot_glue_close(BlockDriverState *bs)
 {
     BDRVS2EState *s = bs->opaque;
@@ -964,8 +1003,10 @@ void s2e_snapshot_glue_close(BlockDriverState *bs)
     g_free(s->snapshot_dir);
 }
 
-/* Layers are shared by the paths forked after a loadvm; all of that runs
- * in the main loop with the path set's mutex held, a plain count does. */
+/*
+ * Layers are shared by the paths forked after a loadvm; all of that runs
+ * in the main loop with the path set's mutex held, a plain count does.
+ */
 S2ELayer *s2e_layer_new(S2ESnapshot *snap)
 {
     S2ELayer *layer = g_try_new0(S2ELayer, 1);

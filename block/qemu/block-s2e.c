@@ -75,9 +75,11 @@ static int s2e_probe(const uint8_t *buf, int buf_size, const char *filename)
     return 0;
 }
 
-/* Make the base's file descriptor read-only whatever the caller asked for:
+/*
+ * Make the base's file descriptor read-only whatever the caller asked for:
  * qemu-img and qemu-io open images read-write by default.  A reopen takes
- * the graph lock itself, so it runs unlocked. */
+ * the graph lock itself, so it runs unlocked.
+ */
 static int GRAPH_UNLOCKED s2e_make_base_read_only(BlockDriverState *bs,
                                                   Error **errp)
 {
@@ -137,7 +139,8 @@ static int GRAPH_RDLOCK s2e_open_base(BlockDriverState *bs, QemuOpts *opts,
 
     len = bdrv_getlength(bs->file->bs);
     if (len < 0) {
-        error_setg_errno(errp, -len, "Could not get the size of the base image");
+        error_setg_errno(errp, -len,
+                         "Could not get the size of the base image");
         return len;
     }
     if (len == 0) {
@@ -164,17 +167,21 @@ static int GRAPH_RDLOCK s2e_open_base(BlockDriverState *bs, QemuOpts *opts,
     return 0;
 }
 
-/* QEMU calls open without the graph lock (8.0+): the file child is opened
+/*
+ * QEMU calls open without the graph lock (8.0+): the file child is opened
  * unlocked, then everything that reads bs->file runs under the lock, as in
- * QEMU's own raw format driver. */
+ * QEMU's own raw format driver.
+ */
 static int GRAPH_UNLOCKED s2e_open(BlockDriverState *bs, QDict *options,
                                    int flags, Error **errp)
 {
     QemuOpts *opts;
     int ret;
 
-    /* Creating options without an id cannot fail; error_abort, a data
-     * symbol, would bind at load time and break the plugin outside QEMU. */
+    /*
+     * Creating options without an id cannot fail; error_abort, a data
+     * symbol, would bind at load time and break the plugin outside QEMU.
+     */
     opts = qemu_opts_create(&s2e_runtime_opts, NULL, 0, NULL);
     if (!qemu_opts_absorb_qdict(opts, options, errp)) {
         ret = -EINVAL;
@@ -338,8 +345,10 @@ static int coroutine_fn s2e_read_layer(BlockDriverState *bs,
     return ret;
 }
 
-/* Fill a run absent from the overlay: what the snapshot layer holds, then
- * the base for the rest. */
+/*
+ * Fill a run absent from the overlay: what the snapshot layer holds, then
+ * the base for the rest.
+ */
 static int coroutine_fn GRAPH_RDLOCK
 s2e_read_below_overlay(BlockDriverState *bs, S2ESnapshot *layer,
                        uint64_t sector, uint64_t count, QEMUIOVector *qiov,
@@ -366,8 +375,10 @@ s2e_read_below_overlay(BlockDriverState *bs, S2ESnapshot *layer,
     return ret;
 }
 
-/* Copy what the overlay holds of the request into @qiov and list the runs
- * it does not hold, all without yielding. */
+/*
+ * Copy what the overlay holds of the request into @qiov and list the runs
+ * it does not hold, all without yielding.
+ */
 static int s2e_read_overlay(S2EOverlay *ov, uint64_t first, uint64_t count,
                             QEMUIOVector *qiov, S2ERuns *absent)
 {
@@ -405,8 +416,10 @@ s2e_co_preadv(BlockDriverState *bs, int64_t offset, int64_t bytes,
     uint64_t first = offset / S2E_SECTOR_SIZE;
     uint64_t count = bytes / S2E_SECTOR_SIZE;
     int ret = s2e_check_range(s, offset, bytes);
-    /* The view is fixed for the whole request (paths switch between
-     * requests only). */
+    /*
+     * The view is fixed for the whole request (paths switch between
+     * requests only).
+     */
     S2EOverlay *ov = s2e_cur_overlay(s);
     S2ESnapshot *layer = s2e_cur_layer(s);
     S2ERuns absent;
@@ -432,40 +445,42 @@ s2e_co_preadv(BlockDriverState *bs, int64_t offset, int64_t bytes,
     return ret;
 }
 
-static int coroutine_fn GRAPH_RDLOCK
-s2e_co_pwritev(BlockDriverState *bs, int64_t offset, int64_t bytes,
-               QEMUIOVector *qiov, BdrvRequestFlags flags)
+/*
+ * Write @qiov, or zeroes when it is NULL, into the current path's
+ * overlay, or hand it to the engine when there is one.
+ */
+static int s2e_write(BDRVS2EState *s, int64_t offset, int64_t bytes,
+                     QEMUIOVector *qiov)
 {
-    BDRVS2EState *s = bs->opaque;
+    uint64_t sector = offset / S2E_SECTOR_SIZE;
+    uint64_t count = bytes / S2E_SECTOR_SIZE;
     int ret = s2e_check_range(s, offset, bytes);
 
     if (ret < 0) {
         return ret;
     }
     if (s->engine.disk_rw) {
-        return s2e_engine_writev(&s->engine, offset / S2E_SECTOR_SIZE,
-                                 bytes / S2E_SECTOR_SIZE, qiov);
+        return s2e_engine_writev(&s->engine, sector, count, qiov);
     }
-    return s2e_overlay_writev(s2e_cur_overlay(s), offset / S2E_SECTOR_SIZE,
-                              bytes / S2E_SECTOR_SIZE, qiov->iov, qiov->niov);
+    if (!qiov) {
+        return s2e_overlay_write_zeroes(s2e_cur_overlay(s), sector, count);
+    }
+    return s2e_overlay_writev(s2e_cur_overlay(s), sector, count, qiov->iov,
+                              qiov->niov);
+}
+
+static int coroutine_fn GRAPH_RDLOCK
+s2e_co_pwritev(BlockDriverState *bs, int64_t offset, int64_t bytes,
+               QEMUIOVector *qiov, BdrvRequestFlags flags)
+{
+    return s2e_write(bs->opaque, offset, bytes, qiov);
 }
 
 static int coroutine_fn GRAPH_RDLOCK
 s2e_co_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t bytes,
                      BdrvRequestFlags flags)
 {
-    BDRVS2EState *s = bs->opaque;
-    int ret = s2e_check_range(s, offset, bytes);
-
-    if (ret < 0) {
-        return ret;
-    }
-    if (s->engine.disk_rw) {
-        return s2e_engine_writev(&s->engine, offset / S2E_SECTOR_SIZE,
-                                 bytes / S2E_SECTOR_SIZE, NULL);
-    }
-    return s2e_overlay_write_zeroes(s2e_cur_overlay(s), offset / S2E_SECTOR_SIZE,
-                                    bytes / S2E_SECTOR_SIZE);
+    return s2e_write(bs->opaque, offset, bytes, NULL);
 }
 
 /*

@@ -28,8 +28,10 @@ typedef int S2EDiskRwFn(void *buffer, uint64_t sector, int count,
                         int is_write);
 typedef struct S2EEngine {
     S2EDiskRwFn *disk_rw;    /* NULL: no engine, the driver keeps paths */
-    /* The engine was handed writes of this drive: it holds disk state the
-     * driver cannot read back or roll back (savevm/loadvm refuse). */
+    /*
+     * The engine was handed writes of this drive: it holds disk state the
+     * driver cannot read back or roll back (savevm/loadvm refuse).
+     */
     bool holds_writes;
 } S2EEngine;
 
@@ -44,17 +46,23 @@ typedef struct S2ELayer {
 } S2ELayer;
 
 typedef struct BDRVS2EState {
-    /* This drive in the process's path set: the current path's overlay
-     * and layer (an S2ELayer, or NULL) are s2e_path_drive_overlay/layer. */
+    /*
+     * This drive in the process's path set: the current path's overlay
+     * and layer (an S2ELayer, or NULL) are s2e_path_drive_overlay/layer.
+     */
     S2EPathDrive *pdrive;
     /* The snapshot a savevm is streaming VM state into; NULL when idle. */
     S2ESnapshotWriter *pending;
     uint64_t pending_vmstate_bytes;
-    /* Why the VM state of the savevm in progress could not be saved;
-     * reported by snapshot_create (block-s2e-snapshot.c). */
+    /*
+     * Why the VM state of the savevm in progress could not be saved;
+     * reported by snapshot_create (block-s2e-snapshot.c).
+     */
     Error *save_error;
-    /* What lasts until the monitor command ends (block-s2e-snapshot.c):
-     * the validated listing, and deleted snapshots set aside. */
+    /*
+     * What lasts until the monitor command ends (block-s2e-snapshot.c):
+     * the validated listing, and deleted snapshots set aside.
+     */
     QEMUBH *command_end_bh;
     GPtrArray *listing;
     GSList *set_aside;
@@ -62,14 +70,18 @@ typedef struct BDRVS2EState {
     int64_t length;          /* bytes, fixed at open */
     uint64_t nb_sectors;     /* length rounded up to whole sectors */
 
-    /* Where snapshot files live and what they are named after, made
-     * absolute at open (QEMU may chdir("/") later, e.g. -daemonize). */
+    /*
+     * Where snapshot files live and what they are named after, made
+     * absolute at open (QEMU may chdir("/") later, e.g. -daemonize).
+     */
     char *image_path;        /* the base image as a local path */
     char *snapshot_dir;      /* the directory holding IMAGE.NAME files */
-    /* A local base as opened: its identity for snapshots, and how to tell
+    /*
+     * A local base as opened: its identity for snapshots, and how to tell
      * it changed since.  NULL for a base that is not a local file (its
      * identity is its size), or when it could not be opened (then
-     * base_error says why snapshots are refused). */
+     * base_error says why snapshots are refused).
+     */
     S2EBaseFile *base_file;
     char *base_error;
 
@@ -89,10 +101,12 @@ int s2e_snapshot_goto_cb(BlockDriverState *bs, const char *snapshot_id);
 int s2e_snapshot_delete_cb(BlockDriverState *bs, const char *snapshot_id,
                            const char *name, Error **errp);
 int s2e_snapshot_list_cb(BlockDriverState *bs, QEMUSnapshotInfo **psn_info);
-/* A drive opened / closing.  Opening decides where its snapshots live
+/*
+ * A drive opened / closing.  Opening decides where its snapshots live
  * (@snapshot_dir, else beside a local base) and holds a local base open
  * for its identity; the snapshot glue keeps the open drives to refuse
- * snapshots two of them would keep in one file. */
+ * snapshots two of them would keep in one file.
+ */
 void GRAPH_RDLOCK s2e_snapshot_glue_open(BlockDriverState *bs,
                                          const char *snapshot_dir);
 void s2e_snapshot_glue_close(BlockDriverState *bs);
@@ -130,14 +144,18 @@ void s2e_paths_qom_register(void);
 
 /* block-s2e-engine.c: S2E's KVM_DISK_RW contract. */
 void s2e_engine_detect(S2EEngine *engine);
-/* Whether savevm/loadvm can keep their promise on this drive; false, with
- * *errp saying why, when the engine holds some of its writes. */
+/*
+ * Whether savevm/loadvm can keep their promise on this drive; false, with
+ * *errp saying why, when the engine holds some of its writes.
+ */
 bool s2e_engine_allows_snapshots(const S2EEngine *engine,
                                  const char *image, const char *what,
                                  Error **errp);
-/* Let the engine replace the sectors it holds in @qiov, which the caller
+/*
+ * Let the engine replace the sectors it holds in @qiov, which the caller
  * filled from the layers below; or hand it a write (@qiov NULL: zeroes).
- * 0 or -errno. */
+ * 0 or -errno.
+ */
 int s2e_engine_readv(const S2EEngine *engine, uint64_t sector,
                      uint64_t count, QEMUIOVector *qiov);
 int s2e_engine_writev(S2EEngine *engine, uint64_t sector, uint64_t count,

@@ -16,6 +16,13 @@
     (QEMU_VERSION_MAJOR > (major) || \
      (QEMU_VERSION_MAJOR == (major) && QEMU_VERSION_MINOR >= (minor)))
 
+/* 10.0 moved the QObject headers from qapi/qmp/ to qobject/. */
+#if S2E_QEMU_AT_LEAST(10, 0)
+#include "qobject/qdict.h"
+#else
+#include "qapi/qmp/qdict.h"
+#endif
+
 /*
  * The block graph lock (8.0+).  Before it, nothing guarded bs->file beyond
  * the main loop: its annotations and main-loop lock calls do nothing.

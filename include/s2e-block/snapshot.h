@@ -62,14 +62,16 @@ typedef enum S2ESnapshotErrorCode {
     S2E_SNAPSHOT_ERROR_BASE_CHANGED,  /* base image identity differs */
     S2E_SNAPSHOT_ERROR_INVALID,       /* bad argument (name, order, range) */
     S2E_SNAPSHOT_ERROR_LIMIT,         /* a hard size limit exceeded */
-    S2E_SNAPSHOT_ERROR_EXISTS,        /* a file that is not a snapshot of
-                                         this base is in the way */
+    /* a file that is not a snapshot of this base is in the way */
+    S2E_SNAPSHOT_ERROR_EXISTS,
 } S2ESnapshotErrorCode;
 
-/* The negative errno of @error's code, as the table above gives it: for
+/*
+ * The negative errno of @error's code, as the table above gives it: for
  * callers that only hold the GError (functions returning a pointer).  An
  * I/O error's own errno is in the int a function returns, not in the
- * GError: this gives -EIO for it.  -EIO for a GError of another domain. */
+ * GError: this gives -EIO for it.  -EIO for a GError of another domain.
+ */
 int s2e_snapshot_error_errno(const GError *error);
 
 /* Limits checked before any allocation or file creation. */
@@ -82,19 +84,24 @@ typedef struct S2EBaseIdentity {
     bool has_mtime;      /* false for bases that are not local files */
     int64_t mtime_sec;
     uint32_t mtime_nsec;
-    /* Not identity, not recorded: the base file's permission bits (0 when
+    /*
+     * Not identity, not recorded: the base file's permission bits (0 when
      * unknown).  A writer creates snapshot files with no more than its
-     * read/write bits (0600 when unknown), less the umask. */
+     * read/write bits (0600 when unknown), less the umask.
+     */
     uint32_t mode;
 } S2EBaseIdentity;
 
-/* Fill @id from a local file (stat(), following symbolic links): its
+/*
+ * Fill @id from a local file (stat(), following symbolic links): its
  * size, its mtime to the nanosecond and its mode.  -errno and *error on
- * failure. */
+ * failure.
+ */
 int s2e_base_identity_from_path(const char *path, S2EBaseIdentity *id,
                                 GError **error);
 
-/* ---- The base image file --------------------------------------------------
+/*
+ * ---- The base image file --------------------------------------------------
  *
  * What a snapshot records must be the file the guest actually read, not
  * whatever the path names when savevm runs: a base replaced by `mv` while
@@ -105,10 +112,12 @@ int s2e_base_identity_from_path(const char *path, S2EBaseIdentity *id,
  */
 typedef struct S2EBaseFile S2EBaseFile;
 
-/* Open @path read-only, keep the descriptor, record the file's identity
+/*
+ * Open @path read-only, keep the descriptor, record the file's identity
  * (fstat).  The path is kept absolute (made so against the current
  * directory, without resolving symbolic links, so names derived from it
- * follow the image's own name).  NULL and *error on failure. */
+ * follow the image's own name).  NULL and *error on failure.
+ */
 S2EBaseFile *s2e_base_file_open(const char *path, GError **error);
 void s2e_base_file_close(S2EBaseFile *bf);   /* NULL accepted */
 
@@ -116,19 +125,25 @@ void s2e_base_file_close(S2EBaseFile *bf);   /* NULL accepted */
 const char *s2e_base_file_path(const S2EBaseFile *bf);
 const S2EBaseIdentity *s2e_base_file_identity(const S2EBaseFile *bf);
 
-/* 0 when the file opened is unchanged since (size and mtime, from its
+/*
+ * 0 when the file opened is unchanged since (size and mtime, from its
  * descriptor) and the path still names it (same device and inode).
  * Otherwise -ESTALE and BASE_CHANGED, with a message naming the image and
  * saying what happened (changed while in use, replaced or renamed away),
- * or the error of a failed fstat. */
+ * or the error of a failed fstat.
+ */
 int s2e_base_file_check(const S2EBaseFile *bf, GError **error);
 
-/* @path made absolute against the current directory (a copy when it
- * already is); symbolic links and ".." are left as they are.  g_free(). */
+/*
+ * @path made absolute against the current directory (a copy when it
+ * already is); symbolic links and ".." are left as they are.  g_free().
+ */
 char *s2e_path_absolute(const char *path);
 
-/* "2024-05-01 12:00:00.123456789 +0200" (local time) for a timestamp, or
- * "@SECONDS.NANOSECONDS" when it cannot be represented.  g_free() it. */
+/*
+ * "2024-05-01 12:00:00.123456789 +0200" (local time) for a timestamp, or
+ * "@SECONDS.NANOSECONDS" when it cannot be represented.  g_free() it.
+ */
 char *s2e_snapshot_format_time(int64_t sec, uint32_t nsec);
 
 /* QEMU's snapshot info, as recorded in the file. */
@@ -142,18 +157,22 @@ typedef struct S2ESnapshotInfo {
     uint64_t vm_state_size;   /* uncompressed bytes; 0 when no VM state */
     uint64_t disk_sectors;    /* size of the disk in sectors */
     uint64_t dirty_sectors;   /* sectors the snapshot holds: data + zero */
-    uint64_t zero_sectors;    /* of those, sectors in zero extents (read
-                                 as zeroes, no data stored) */
+    /* of those, sectors in zero extents (read as zeroes, no data stored) */
+    uint64_t zero_sectors;
 } S2ESnapshotInfo;
 
-/* 0 when @name may name a snapshot: non-empty, at most
+/*
+ * 0 when @name may name a snapshot: non-empty, at most
  * S2E_SNAPSHOT_NAME_MAX bytes, no '/', not "." or "..".  Else -EINVAL and
- * *error (INVALID) saying why. */
+ * *error (INVALID) saying why.
+ */
 int s2e_snapshot_check_name(const char *name, GError **error);
 
-/* The path of snapshot @name of @image_path: "<dir>/<base name>.<name>",
+/*
+ * The path of snapshot @name of @image_path: "<dir>/<base name>.<name>",
  * or "<snapshot_dir>/<base name>.<name>" when @snapshot_dir is not NULL.
- * NULL with *error for an invalid name. Free with g_free(). */
+ * NULL with *error for an invalid name. Free with g_free().
+ */
 char *s2e_snapshot_path(const char *image_path, const char *snapshot_dir,
                         const char *name, GError **error);
 
@@ -161,7 +180,8 @@ char *s2e_snapshot_path(const char *image_path, const char *snapshot_dir,
 
 typedef struct S2ESnapshotWriter S2ESnapshotWriter;
 
-/* Start a snapshot that will be committed into directory @dir.  Creates
+/*
+ * Start a snapshot that will be committed into directory @dir.  Creates
  * a temporary file in @dir at once (so the VM state can be streamed before
  * the snapshot's name is known), named after its creator:
  * ".s2e-snapshot.HOST.PIDNS.PID.RANDOM".  First removes the temporary
@@ -169,33 +189,40 @@ typedef struct S2ESnapshotWriter S2ESnapshotWriter;
  * longer exist left behind (killed during a savevm); never those of live
  * processes or other hosts, never symbolic links or non-regular files.
  * @base is the identity recorded; @disk_sectors the disk size.  NULL and
- * *error on failure. */
+ * *error on failure.
+ */
 S2ESnapshotWriter *s2e_snapshot_writer_new(const char *dir,
                                            const S2EBaseIdentity *base,
                                            uint64_t disk_sectors,
                                            GError **error);
 
-/* Options, to be set before the first s2e_snapshot_writer_put_vmstate().
+/*
+ * Options, to be set before the first s2e_snapshot_writer_put_vmstate().
  * The zlib level (0..9) of the VM state defaults to 0 (chunks stored raw,
  * each with its CRC: every level >= 1 made savevm several times slower
  * than qcow2), or to the value of the environment variable
- * S2E_SNAPSHOT_ZLIB_LEVEL when the writer is created.  The chunk size (uncompressed bytes per independently
- * compressed chunk; a power of two from 4 KiB to 16 MiB) defaults to
+ * S2E_SNAPSHOT_ZLIB_LEVEL when the writer is created.  The chunk size
+ * (uncompressed bytes per independently compressed chunk; a power of two
+ * from 4 KiB to 16 MiB) defaults to
  * 1 MiB; it bounds the writer's and the reader's memory use.  Both return
- * 0 or -EINVAL (INVALID) for a bad value or a late call. */
+ * 0 or -EINVAL (INVALID) for a bad value or a late call.
+ */
 int s2e_snapshot_writer_set_zlib_level(S2ESnapshotWriter *w, int level,
                                        GError **error);
 int s2e_snapshot_writer_set_chunk_size(S2ESnapshotWriter *w,
                                        uint32_t chunk_size, GError **error);
 
-/* Append VM state bytes.  @pos must equal the number of bytes appended so
+/*
+ * Append VM state bytes.  @pos must equal the number of bytes appended so
  * far (QEMU streams sequentially from 0).  Memory use stays bounded (one
- * compression chunk) whatever the total size. */
+ * compression chunk) whatever the total size.
+ */
 int s2e_snapshot_writer_put_vmstate(S2ESnapshotWriter *w, uint64_t pos,
                                     const void *buf, size_t len,
                                     GError **error);
 
-/* Append dirty sectors (@count * 512 bytes at @data).  Calls must come in
+/*
+ * Append dirty sectors (@count * 512 bytes at @data).  Calls must come in
  * ascending, non-overlapping sector order, inside the disk.  VM state and
  * sectors may be appended in any interleaving.  A @count of 0 does
  * nothing.
@@ -203,12 +230,14 @@ int s2e_snapshot_writer_put_vmstate(S2ESnapshotWriter *w, uint64_t pos,
  * Failures of these calls: a bad argument (INVALID, LIMIT) leaves the
  * writer as it was; an I/O error makes it dead: its temporary file is
  * removed at once and every later call fails; abort it (or commit, which
- * fails) to free it. */
+ * fails) to free it.
+ */
 int s2e_snapshot_writer_add_sectors(S2ESnapshotWriter *w, uint64_t sector,
                                     uint64_t count, const void *data,
                                     GError **error);
 
-/* Append a run of @count sectors that read as zeroes (e.g. a range the
+/*
+ * Append a run of @count sectors that read as zeroes (e.g. a range the
  * guest wrote zeroes to).  Nothing but an index entry is written: O(1)
  * time and file space whatever @count, so a multi-TiB zeroed range costs
  * 32 bytes.  Same ordering, range and failure rules as
@@ -217,12 +246,14 @@ int s2e_snapshot_writer_add_sectors(S2ESnapshotWriter *w, uint64_t sector,
  * Adjacent zero runs are merged into one extent.  A @count of 0 does
  * nothing.  A snapshot with zero extents sets an incompatible feature bit:
  * s2e-block versions that predate zero extents refuse it (FEATURES)
- * rather than misread it; snapshots without keep the old format. */
+ * rather than misread it; snapshots without keep the old format.
+ */
 int s2e_snapshot_writer_add_zero_sectors(S2ESnapshotWriter *w,
                                          uint64_t sector, uint64_t count,
                                          GError **error);
 
-/* Finish: write indexes and header, fsync, rename to @final_path (which
+/*
+ * Finish: write indexes and header, fsync, rename to @final_path (which
  * must be in the writer's directory), fsync the directory.  @info's
  * vm_state_size, disk_sectors, dirty_sectors and zero_sectors are filled
  * by the writer.
@@ -236,7 +267,8 @@ int s2e_snapshot_writer_add_zero_sectors(S2ESnapshotWriter *w,
  * is removed and any existing @final_path is left as it was.  One
  * exception: when only the final fsync of the directory fails, the new
  * snapshot is already in place (and readable) but may not survive a crash;
- * the error message says so. */
+ * the error message says so.
+ */
 int s2e_snapshot_writer_commit(S2ESnapshotWriter *w, const char *final_path,
                                const S2ESnapshotInfo *info, GError **error);
 
@@ -247,14 +279,16 @@ void s2e_snapshot_writer_abort(S2ESnapshotWriter *w);
 
 typedef struct S2ESnapshot S2ESnapshot;
 
-/* Open and validate @path: size, magic, version, incompatible features,
+/*
+ * Open and validate @path: size, magic, version, incompatible features,
  * header checksum, every offset/length against the file size, the index.
  * When @base is not NULL, also refuse (S2E_SNAPSHOT_ERROR_BASE_CHANGED)
  * if the recorded base identity differs from @base; @image_label names the
  * base image in that message.  The checks run in the order given in
  * docs/snapshot-format.md ("Validation"), each with its own error code
  * (NOT_FOUND when there is no such file).  The file is opened read-only
- * with O_CLOEXEC; only the header and the indexes are read. */
+ * with O_CLOEXEC; only the header and the indexes are read.
+ */
 S2ESnapshot *s2e_snapshot_open(const char *path, const char *image_label,
                                const S2EBaseIdentity *base, GError **error);
 void s2e_snapshot_close(S2ESnapshot *snap);   /* NULL accepted */
@@ -263,10 +297,12 @@ const S2ESnapshotInfo *s2e_snapshot_get_info(const S2ESnapshot *snap);
 const S2EBaseIdentity *s2e_snapshot_get_base(const S2ESnapshot *snap);
 const char *s2e_snapshot_get_path(const S2ESnapshot *snap);
 
-/* The base identity check of s2e_snapshot_open(), for a snapshot opened
+/*
+ * The base identity check of s2e_snapshot_open(), for a snapshot opened
  * with @base NULL: 0, or -ESTALE and BASE_CHANGED with a message naming
  * @image_label, the snapshot, both sizes or timestamps and the remedy.
- * When either side has no mtime, only the sizes are compared. */
+ * When either side has no mtime, only the sizes are compared.
+ */
 int s2e_snapshot_check_base(const S2ESnapshot *snap, const char *image_label,
                             const S2EBaseIdentity *base, GError **error);
 
@@ -282,32 +318,39 @@ typedef struct S2ESnapshotLayout {
     uint64_t vm_state_stored;     /* bytes of VM state in the file */
     uint64_t extent_count;        /* runs of dirty sectors, both kinds */
     uint64_t zero_extent_count;   /* of those, zero extents */
-    bool block_checksums;         /* sector data checksummed per 4 KiB
-                                     block and verified when read (version
-                                     2); false: read unverified (version 1) */
+    /*
+     * sector data checksummed per 4 KiB block and verified when read (version
+     * 2); false: read unverified (version 1)
+     */
+    bool block_checksums;
 } S2ESnapshotLayout;
 
 void s2e_snapshot_get_layout(const S2ESnapshot *snap,
                              S2ESnapshotLayout *layout);
 
-/* Whether the run at @sector is held by the snapshot (as data or as a
+/*
+ * Whether the run at @sector is held by the snapshot (as data or as a
  * zero extent); its length in *count (1 .. max_count).  Returns true when
  * held.  A sector at or past the disk end is not held (*count =
- * max_count); *count = 0 when @max_count is 0. */
+ * max_count); *count = 0 when @max_count is 0.
+ */
 bool s2e_snapshot_extent(const S2ESnapshot *snap, uint64_t sector,
                          uint64_t max_count, uint64_t *count);
 
-/* The kind of the run at @sector and its length in *count (1 ..
+/*
+ * The kind of the run at @sector and its length in *count (1 ..
  * max_count): the following sectors up to *count are all of that kind.
  * DATA is stored in the file, ZERO reads as zeroes with nothing stored,
  * ABSENT is not in the snapshot (read the base image).  At or past the
  * disk end: ABSENT with *count = max_count; *count = 0 (and ABSENT) when
- * @max_count is 0. */
+ * @max_count is 0.
+ */
 S2EExtentKind s2e_snapshot_extent_kind(const S2ESnapshot *snap,
                                        uint64_t sector, uint64_t max_count,
                                        uint64_t *count);
 
-/* Read held sectors (every sector of the range must be held, as data or
+/*
+ * Read held sectors (every sector of the range must be held, as data or
  * zero extent, else -EINVAL and INVALID): data with pread, zero extents
  * as zeroes.  In files with block checksums (format version 2, see
  * S2ESnapshotLayout) every 4 KiB block of data is checked against its
@@ -315,45 +358,56 @@ S2EExtentKind s2e_snapshot_extent_kind(const S2ESnapshot *snap,
  * mismatch fails the read with CHECKSUM (-EIO) and the contents of @buf
  * are then undefined.  Version 1 data is read unverified (only
  * s2e_snapshot_verify_all() checks it).  -errno and *error on failure;
- * a file truncated under the reader gives TRUNCATED (-EIO). */
+ * a file truncated under the reader gives TRUNCATED (-EIO).
+ */
 int s2e_snapshot_read_sectors(const S2ESnapshot *snap, uint64_t sector,
                               uint64_t count, void *buf, GError **error);
 
-/* Called by s2e_snapshot_readv() for each run of sectors the snapshot
+/*
+ * Called by s2e_snapshot_readv() for each run of sectors the snapshot
  * does not hold, in ascending order.  A negative errno stops the read and
- * is returned (with *error set as the callback sets it). */
+ * is returned (with *error set as the callback sets it).
+ */
 typedef int S2ESnapshotAbsentFn(void *opaque, uint64_t sector,
                                 uint64_t count, GError **error);
 
-/* Read [sector, sector + count) into @iov at the matching position, as
+/*
+ * Read [sector, sector + count) into @iov at the matching position, as
  * s2e_snapshot_read_sectors() reads held sectors (data with preadv
  * straight into the vector, zero extents as zeroes, version 2 blocks
  * checked): one walk of the extent index for the whole range.  Sectors the
  * snapshot does not hold leave their part of @iov as it was and are handed
  * to @absent when it is not NULL.  -EINVAL (INVALID) for a range outside
  * the disk or a vector shorter than the range.  Same thread rule as
- * s2e_snapshot_read_sectors(). */
+ * s2e_snapshot_read_sectors().
+ */
 int s2e_snapshot_readv(const S2ESnapshot *snap, uint64_t sector,
                        uint64_t count, const struct iovec *iov, int iovcnt,
                        S2ESnapshotAbsentFn *absent, void *opaque,
                        GError **error);
 
-/* Read VM state at @pos; bytes past the end read as zeroes (QEMU's last
- * read overruns).  Verifies each chunk's checksum.  Returns 0 or -errno. */
+/*
+ * Read VM state at @pos; bytes past the end read as zeroes (QEMU's last
+ * read overruns).  Verifies each chunk's checksum.  Returns 0 or -errno.
+ */
 int s2e_snapshot_read_vmstate(S2ESnapshot *snap, uint64_t pos, void *buf,
                               size_t len, GError **error);
 
-/* Check the checksum of every VM state chunk, as stored (without
+/*
+ * Check the checksum of every VM state chunk, as stored (without
  * decompressing: a chunk whose checksum matches is what the writer wrote).
  * Reads the whole stored VM state in one-chunk steps; loadvm calls it
  * before it changes anything, so a damaged VM state is refused while the
  * disk view is still the old one.  Same thread rule as the VM state
- * reads. */
+ * reads.
+ */
 int s2e_snapshot_verify_vmstate(S2ESnapshot *snap, GError **error);
 
-/* Check everything: every chunk checksum and decompression, every
+/*
+ * Check everything: every chunk checksum and decompression, every
  * extent's (version 1) or block's (version 2) data checksum.  Used by
- * `s2e-snapshot verify`.  Reads the whole file in bounded steps. */
+ * `s2e-snapshot verify`.  Reads the whole file in bounded steps.
+ */
 int s2e_snapshot_verify_all(S2ESnapshot *snap, GError **error);
 
 /* ---- Listing ------------------------------------------------------------ */
@@ -366,33 +420,41 @@ typedef struct S2ESnapshotEntry {
     char *problem;         /* why not valid, or NULL */
 } S2ESnapshotEntry;
 
-/* Every regular file "<base name of image>.NAME" in @snapshot_dir (or the
+/*
+ * Every regular file "<base name of image>.NAME" in @snapshot_dir (or the
  * image's directory when NULL) that starts with the snapshot magic; files
  * without the magic (the image itself, the writer's temporary files,
  * anything else) are not snapshots and are skipped.  `valid` says whether
  * the file opens (s2e_snapshot_open() without a base); the base identity
  * is not checked here.  Sorted by name. Returns a
  * GPtrArray of S2ESnapshotEntry* with a free function set, or NULL and
- * *error when the directory cannot be read. */
+ * *error when the directory cannot be read.
+ */
 GPtrArray *s2e_snapshot_list(const char *image_path, const char *snapshot_dir,
                              GError **error);
 
-/* Remove snapshot @name of @image_path.  Refuses (INVALID) to remove a
- * file that is not an s2e snapshot.  NOT_FOUND when there is none. */
+/*
+ * Remove snapshot @name of @image_path.  Refuses (INVALID) to remove a
+ * file that is not an s2e snapshot.  NOT_FOUND when there is none.
+ */
 int s2e_snapshot_delete(const char *image_path, const char *snapshot_dir,
                         const char *name, GError **error);
 
-/* Move snapshot @name out of the way instead of deleting it at once: the
+/*
+ * Move snapshot @name out of the way instead of deleting it at once: the
  * checks of s2e_snapshot_delete(), then a rename to a hidden temporary
  * name in the same directory (never listed, never loaded; removed by the
  * next writer there once this process is gone).  *aside (g_free()) is its
  * path: pass it to s2e_snapshot_restore_aside() to undo, or unlink() it
- * to finish the delete.  Lets a failed `savevm NAME` keep the old NAME. */
+ * to finish the delete.  Lets a failed `savevm NAME` keep the old NAME.
+ */
 int s2e_snapshot_set_aside(const char *image_path, const char *snapshot_dir,
                            const char *name, char **aside, GError **error);
 
-/* Put a snapshot set aside back as @name, unless a file of that name
- * appeared meanwhile (EXISTS; it then stays at @aside). */
+/*
+ * Put a snapshot set aside back as @name, unless a file of that name
+ * appeared meanwhile (EXISTS; it then stays at @aside).
+ */
 int s2e_snapshot_restore_aside(const char *aside, const char *image_path,
                                const char *snapshot_dir, const char *name,
                                GError **error);
