@@ -23,29 +23,20 @@ Prints the median I/O time per read of each version and the overhead of
 version 2.  Not a test: the numbers depend on the machine and its load.
 """
 
-import argparse
 import os
 import random
-import re
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "python"))   # the harness
+from s2e_block.bench import (parse_args, qemu_version,  # noqa: E402
+                             read_c_seconds, work_dir)
 from s2e_block.images import MiB, downgrade_to_v1  # noqa: E402
 from s2e_block.machine import Qemu  # noqa: E402
 
 DATA = 64 * MiB
-C_LINE = re.compile(r"^\d+,\d+,[0-9:.]+,[0-9.]+,([0-9.]+)$", re.M)
-
-
-def qemu_version():
-    p = subprocess.run(["dpkg-query", "-W", "-f=${Version}",
-                        "qemu-system-x86"], stdout=subprocess.PIPE, text=True)
-    return p.stdout.strip() or "unknown"
 
 
 def drive(img, dev):
@@ -87,7 +78,7 @@ def read_times(work, imgs, offsets, length):
                 vm.hmp.cmd('qemu-io %s "read -C %d %d"' % (dev, off, length))
                 order.append((when, "v1" if dev == "a" else "v2"))
     vm.quit()
-    times = [1.0 / float(m.group(1)) for m in C_LINE.finditer(vm.output())]
+    times = read_c_seconds(vm.output())
     if len(times) != len(order):
         sys.exit("bench-layer: expected %d timings, got %d:\n%s"
                  % (len(order), len(times), vm.output()[-2000:]))
@@ -98,15 +89,8 @@ def read_times(work, imgs, offsets, length):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--blocks", type=int, default=4096,
-                    help="4 KiB reads per pass (default 4096)")
-    ap.add_argument("--dir", help="work here and keep the files")
-    args = ap.parse_args()
-    work = args.dir or tempfile.mkdtemp(prefix="bench-layer-")
-    os.makedirs(work, exist_ok=True)
-    try:
+    args = parse_args(__doc__, reps=5, blocks=4096)
+    with work_dir(args, "bench-layer-") as work:
         imgs = make_snapshots(work)
         small = list(range(0, DATA, 4096))
         random.Random(1).shuffle(small)
@@ -132,9 +116,6 @@ def main():
                 print("  %-20s %10.2f %10.2f %+9.1f%%" % (
                     "%s, %s read" % (label, when), v1, v2,
                     100 * (v2 - v1) / v1))
-    finally:
-        if not args.dir:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -348,10 +348,11 @@ int s2e_snap_pread_full(const S2ESnapIO *io, int fd, void *buf, size_t len,
 
 /*
  * The same into the vector @iov, which is consumed: its elements are
- * changed as the reads progress.
+ * changed as the reads progress.  With @nowait, -EAGAIN when the page
+ * cache does not hold all of it (nothing waits for the disk).
  */
 int s2e_snap_preadv_full(const S2ESnapIO *io, int fd, struct iovec *iov,
-                         int iovcnt, uint64_t off);
+                         int iovcnt, uint64_t off, bool nowait);
 
 /*
  * Open @path read-only (O_CLOEXEC) into *fd when it is a regular file,

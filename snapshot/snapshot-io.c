@@ -174,8 +174,32 @@ static void iov_consume(struct iovec **iov, int *iovcnt, size_t done)
     }
 }
 
+/*
+ * Under @nowait, a read the page cache cannot serve whole is not waited
+ * for: preadv2(RWF_NOWAIT) answers EAGAIN, or a short count for a range
+ * cached in part, and a file system without RWF_NOWAIT EOPNOTSUPP.  All
+ * three are -EAGAIN here, for the caller to read again the usual way.
+ */
+static ssize_t preadv_once(int fd, const struct iovec *iov, int cnt,
+                           uint64_t off, size_t n, bool nowait)
+{
+    ssize_t done;
+
+    if (!nowait) {
+        return preadv(fd, iov, cnt, (off_t)off);
+    }
+    done = preadv2(fd, iov, cnt, (off_t)off, RWF_NOWAIT);
+    if (done < 0 && (errno == EAGAIN || errno == EOPNOTSUPP)) {
+        errno = EAGAIN;
+    } else if (done > 0 && (size_t)done < n) {
+        errno = EAGAIN;
+        done = -1;
+    }
+    return done;
+}
+
 int s2e_snap_preadv_full(const S2ESnapIO *io, int fd, struct iovec *iov,
-                         int iovcnt, uint64_t off)
+                         int iovcnt, uint64_t off, bool nowait)
 {
     size_t len = 0;
 
@@ -195,7 +219,7 @@ int s2e_snap_preadv_full(const S2ESnapIO *io, int fd, struct iovec *iov,
             return -ENODATA;
         }
         cnt = iov_prefix(iov, iovcnt, n, &trimmed);
-        done = preadv(fd, iov, cnt, (off_t)off);
+        done = preadv_once(fd, iov, cnt, off, n, nowait);
         if (trimmed) {
             iov[cnt - 1].iov_len = trimmed;
         }

@@ -92,6 +92,9 @@ struct S2ESnapshot {
 static int read_error(const S2ESnapshot *snap, int ret, const char *what,
                       GError **error)
 {
+    if (ret == -EAGAIN) {
+        return ret;     /* not cached, under nowait: not an error */
+    }
     if (ret == -ENODATA) {
         return s2e_snap_error(error, S2E_SNAPSHOT_ERROR_TRUNCATED,
                               "Snapshot file '%s' ended before its %s "
@@ -105,6 +108,22 @@ static int read_at(const S2ESnapshot *snap, void *buf, size_t len,
                    uint64_t off, const char *what, GError **error)
 {
     int ret = s2e_snap_pread_full(&snap->io, snap->fd, buf, len, off);
+
+    return ret < 0 ? read_error(snap, ret, what, error) : 0;
+}
+
+/*
+ * read_at() for sector reads, which may be asked not to wait for the disk
+ * (S2E_SNAPSHOT_READ_NOWAIT): then -EAGAIN, without an error, when the
+ * page cache does not hold it all.
+ */
+static int read_at_mode(const S2ESnapshot *snap, void *buf, size_t len,
+                        uint64_t off, bool nowait, const char *what,
+                        GError **error)
+{
+    struct iovec iov = { .iov_base = buf, .iov_len = len };
+    int ret = s2e_snap_preadv_full(&snap->io, snap->fd, &iov, 1, off,
+                                   nowait);
 
     return ret < 0 ? read_error(snap, ret, what, error) : 0;
 }
@@ -505,7 +524,7 @@ static void block_span(const S2ESnapExtent *e, uint64_t b, uint64_t *lo,
  * it; one copy wins.
  */
 static int block_csums(const S2ESnapshot *snap, const uint32_t **csums,
-                       GError **error)
+                       bool nowait, GError **error)
 {
     uint32_t *table = __atomic_load_n(&snap->checks->table, __ATOMIC_ACQUIRE);
     uint64_t n = snap->h.block_csum_count;
@@ -523,9 +542,9 @@ static int block_csums(const S2ESnapshot *snap, const uint32_t **csums,
           ? s2e_snap_error(error, S2E_SNAPSHOT_ERROR_LIMIT, "Not enough "
                            "memory for the block checksums of snapshot file "
                            "'%s'", snap->path)
-          : read_at(snap, raw, n * S2E_SNAP_BLOCK_CSUM_SIZE,
-                    snap->h.block_csum_offset, "block checksum table",
-                    error);
+          : read_at_mode(snap, raw, n * S2E_SNAP_BLOCK_CSUM_SIZE,
+                         snap->h.block_csum_offset, nowait,
+                         "block checksum table", error);
     for (uint64_t i = 0; ret == 0 && i < n; i++) {
         table[i] = s2e_snap_get_le32(raw + i * S2E_SNAP_BLOCK_CSUM_SIZE);
     }
@@ -658,7 +677,8 @@ static int vec_slice(VecPos v, size_t len, struct iovec *out)
  */
 static int check_block(const S2ESnapshot *snap, const S2ESnapExtent *e,
                        uint64_t b, uint32_t want, uint64_t sector,
-                       uint64_t n, const VecPos *at, GError **error)
+                       uint64_t n, const VecPos *at, bool nowait,
+                       GError **error)
 {
     uint8_t bounce[BLOCK_BYTES];
     const uint8_t *data = bounce;
@@ -677,9 +697,9 @@ static int check_block(const S2ESnapshot *snap, const S2ESnapExtent *e,
             data = bounce;
         }
     } else {
-        int ret = read_at(snap, bounce, len,
-                          e->offset + (lo - e->sector) * S2E_SNAP_SECTOR_SIZE,
-                          "sector data", error);
+        int ret = read_at_mode(snap, bounce, len, e->offset +
+                               (lo - e->sector) * S2E_SNAP_SECTOR_SIZE,
+                               nowait, "sector data", error);
         if (ret < 0) {
             return ret;
         }
@@ -703,7 +723,7 @@ static int check_block(const S2ESnapshot *snap, const S2ESnapExtent *e,
  */
 static int verify_read(const S2ESnapshot *snap, const S2ESnapExtent *e,
                        uint64_t sector, uint64_t n, const VecPos *at,
-                       bool again, GError **error)
+                       bool again, bool nowait, GError **error)
 {
     uint64_t first = sector / S2E_SNAP_BLOCK_SECTORS;
     uint64_t last = (sector + n - 1) / S2E_SNAP_BLOCK_SECTORS;
@@ -722,9 +742,10 @@ static int verify_read(const S2ESnapshot *snap, const S2ESnapExtent *e,
         }
         vec_advance(&w, (from - w_sector) * S2E_SNAP_SECTOR_SIZE);
         w_sector = from;
-        ret = want ? 0 : block_csums(snap, &want, error);
+        ret = want ? 0 : block_csums(snap, &want, nowait, error);
         if (ret == 0) {
-            ret = check_block(snap, e, b, want[idx], sector, n, &w, error);
+            ret = check_block(snap, e, b, want[idx], sector, n, &w, nowait,
+                              error);
         }
         if (ret < 0) {
             return ret;
@@ -740,12 +761,12 @@ static int verify_read(const S2ESnapshot *snap, const S2ESnapExtent *e,
  */
 static int read_data(const S2ESnapshot *snap, const S2ESnapExtent *e,
                      uint64_t sector, uint64_t n, const VecPos *at,
-                     struct iovec *part, GError **error)
+                     struct iovec *part, bool nowait, GError **error)
 {
     int cnt = vec_slice(*at, n * S2E_SNAP_SECTOR_SIZE, part);
     int ret = s2e_snap_preadv_full(&snap->io, snap->fd, part, cnt,
                                    e->offset + (sector - e->sector) *
-                                   S2E_SNAP_SECTOR_SIZE);
+                                   S2E_SNAP_SECTOR_SIZE, nowait);
 
     if (ret < 0) {
         return read_error(snap, ret, "sector data", error);
@@ -753,7 +774,7 @@ static int read_data(const S2ESnapshot *snap, const S2ESnapExtent *e,
     if (snap->h.version < S2E_SNAP_VERSION_2) {
         return 0;
     }
-    return verify_read(snap, e, sector, n, at, false, error);
+    return verify_read(snap, e, sector, n, at, false, nowait, error);
 }
 
 static int check_read_args(const S2ESnapshot *snap, uint64_t sector,
@@ -805,9 +826,10 @@ static S2EExtentKind next_run(const S2ESnapshot *snap, uint64_t *i,
 
 int s2e_snapshot_readv(const S2ESnapshot *snap, uint64_t sector,
                        uint64_t count, const struct iovec *iov, int iovcnt,
-                       S2ESnapshotAbsentFn *absent, void *opaque,
-                       GError **error)
+                       unsigned flags, S2ESnapshotAbsentFn *absent,
+                       void *opaque, GError **error)
 {
+    bool nowait = flags & S2E_SNAPSHOT_READ_NOWAIT;
     struct iovec stack[16], *part = stack;
     uint64_t i;
     VecPos v;
@@ -837,7 +859,7 @@ int s2e_snapshot_readv(const S2ESnapshot *snap, uint64_t sector,
             vec_copy(v, NULL, n * S2E_SNAP_SECTOR_SIZE, true);
             break;
         case S2E_EXTENT_DATA:
-            ret = read_data(snap, e, sector, n, &v, part, error);
+            ret = read_data(snap, e, sector, n, &v, part, nowait, error);
             break;
         }
         vec_advance(&v, n * S2E_SNAP_SECTOR_SIZE);
@@ -869,7 +891,7 @@ int s2e_snapshot_read_sectors(const S2ESnapshot *snap, uint64_t sector,
                    ? (size_t)count * S2E_SNAP_SECTOR_SIZE : 0,
     };
 
-    return s2e_snapshot_readv(snap, sector, count, &iov, 1, refuse_absent,
+    return s2e_snapshot_readv(snap, sector, count, &iov, 1, 0, refuse_absent,
                               (void *)snap, error);
 }
 
@@ -1071,7 +1093,8 @@ static int verify_extent_blocks(const S2ESnapshot *snap, uint64_t i,
             VecPos at;
 
             vec_init(&at, &iov, 1);
-            ret = verify_read(snap, e, s, next - s, &at, true, error);
+            ret = verify_read(snap, e, s, next - s, &at, true, false,
+                              error);
         }
         if (ret < 0) {
             return ret;

@@ -294,18 +294,22 @@ static int s2e_runs_add(S2ERuns *r, uint64_t sector, uint64_t count)
 }
 
 /*
- * A read of the snapshot layer, run by a worker of the thread pool: on a
- * page-cache miss (a cold snapshot, one on NFS) the file read blocks, and
- * in the coroutine it would stall the whole AioContext -- the main loop,
- * under the BQL, when the drive has no iothread.  The data goes straight
- * into the request's buffers; the runs the layer does not hold are noted
- * for base reads, which the coroutine then issues itself.
+ * A read of the snapshot layer never waits for the disk in the coroutine:
+ * on a page-cache miss (a cold snapshot, one on NFS) a file read blocks,
+ * and there it would stall the whole AioContext -- the main loop, under
+ * the BQL, when the drive has no iothread.  So the coroutine first reads
+ * what the page cache holds (S2E_SNAPSHOT_READ_NOWAIT), which serves a hot
+ * snapshot without a thread switch, and only when that would wait hands
+ * the read to a worker of the thread pool.  Either way the data goes
+ * straight into the request's buffers, and the runs the layer does not
+ * hold are noted for base reads, which the coroutine issues itself.
  */
 typedef struct S2ELayerRead {
     S2ESnapshot *layer;
     uint64_t sector, count;
     QEMUIOVector qiov;          /* the request's buffers for the run */
     S2ERuns *base_runs;
+    unsigned flags;
     GError *gerr;
 } S2ELayerRead;
 
@@ -315,13 +319,14 @@ static int s2e_note_base_run(void *opaque, uint64_t sector, uint64_t count,
     return s2e_runs_add(opaque, sector, count);
 }
 
-static int s2e_layer_read_worker(void *opaque)
+static int s2e_layer_readv(void *opaque)
 {
     S2ELayerRead *r = opaque;
 
+    r->base_runs->n = 0;    /* a read that gave up noted some already */
     return s2e_snapshot_readv(r->layer, r->sector, r->count, r->qiov.iov,
-                              r->qiov.niov, s2e_note_base_run, r->base_runs,
-                              &r->gerr);
+                              r->qiov.niov, r->flags, s2e_note_base_run,
+                              r->base_runs, &r->gerr);
 }
 
 static int coroutine_fn s2e_read_layer(BlockDriverState *bs,
@@ -331,14 +336,26 @@ static int coroutine_fn s2e_read_layer(BlockDriverState *bs,
 {
     S2ELayerRead r = {
         .layer = layer, .sector = sector, .count = count,
-        .base_runs = base_runs,
+        .base_runs = base_runs, .flags = S2E_SNAPSHOT_READ_NOWAIT,
     };
+    bool whole = qiov_offset == 0 && qiov->size == count * S2E_SECTOR_SIZE;
     int ret;
 
-    qemu_iovec_init_slice(&r.qiov, qiov, qiov_offset,
-                          count * S2E_SECTOR_SIZE);
-    ret = s2e_thread_pool_submit_co(bs, s2e_layer_read_worker, &r);
-    qemu_iovec_destroy(&r.qiov);
+    /* Most reads miss the overlay whole: no slice to build then. */
+    if (whole) {
+        r.qiov = *qiov;
+    } else {
+        qemu_iovec_init_slice(&r.qiov, qiov, qiov_offset,
+                              count * S2E_SECTOR_SIZE);
+    }
+    ret = s2e_layer_readv(&r);
+    if (ret == -EAGAIN) {
+        r.flags = 0;
+        ret = s2e_thread_pool_submit_co(bs, s2e_layer_readv, &r);
+    }
+    if (!whole) {
+        qemu_iovec_destroy(&r.qiov);
+    }
     if (ret < 0 && r.gerr) {
         s2e_report_gerror(r.gerr);
     }

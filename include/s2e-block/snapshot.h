@@ -380,11 +380,19 @@ typedef int S2ESnapshotAbsentFn(void *opaque, uint64_t sector,
  * to @absent when it is not NULL.  -EINVAL (INVALID) for a range outside
  * the disk or a vector shorter than the range.  Same thread rule as
  * s2e_snapshot_read_sectors().
+ *
+ * With S2E_SNAPSHOT_READ_NOWAIT in @flags nothing waits for the disk:
+ * when the page cache does not hold all the data the read needs, it
+ * returns -EAGAIN without setting *error, and the vector's contents and
+ * the runs already handed to @absent are to be discarded; read again
+ * without the flag, where waiting does no harm (a worker thread).  This
+ * lets an event loop serve cached data at once.
  */
+#define S2E_SNAPSHOT_READ_NOWAIT 1u
 int s2e_snapshot_readv(const S2ESnapshot *snap, uint64_t sector,
                        uint64_t count, const struct iovec *iov, int iovcnt,
-                       S2ESnapshotAbsentFn *absent, void *opaque,
-                       GError **error);
+                       unsigned flags, S2ESnapshotAbsentFn *absent,
+                       void *opaque, GError **error);
 
 /*
  * Read VM state at @pos; bytes past the end read as zeroes (QEMU's last

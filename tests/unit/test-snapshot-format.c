@@ -1038,7 +1038,8 @@ static int readv_split(S2ESnapshot *snap, uint64_t sector, uint64_t count,
     }
     iov[n].iov_base = buf + off;
     iov[n++].iov_len = total - off;
-    return s2e_snapshot_readv(snap, sector, count, iov, n, NULL, NULL, err);
+    return s2e_snapshot_readv(snap, sector, count, iov, n, 0, NULL, NULL,
+                              err);
 }
 
 static void test_v2_block_damaged_split_vector(void)

@@ -296,6 +296,53 @@ static void test_sectors_high(void)
     fixture_fini(&f);
 }
 
+/*
+ * S2E_SNAPSHOT_READ_NOWAIT never waits for the disk: with the file's pages
+ * evicted from the page cache it answers -EAGAIN, with no error; the same
+ * read without the flag fetches them, and then NOWAIT serves them.
+ */
+static void test_readv_nowait(void)
+{
+    Fixture f;
+    char *path;
+    S2ESnapshot *snap;
+    TuRun runs[] = { { 64, 256 } };
+    TuSpec spec = { .vm_size = 0, .disk_sectors = 4096, .runs = runs,
+                    .nruns = 1, .seed = 7, .zlib_level = -1 };
+    uint8_t *got = g_malloc(256 * 512), *want = g_malloc(256 * 512);
+    struct iovec iov = { .iov_base = got, .iov_len = 256 * 512 };
+    GError *err = NULL;
+    int fd;
+
+    fixture_init(&f);
+    path = snap_path(&f, "nowait");
+    CU_ASSERT_FATAL(tu_write_snapshot(path, &spec, &f.id));
+    snap = open_ok(path, &f.id);
+    fd = open(path, O_RDONLY);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(fdatasync(fd), 0);
+    CU_ASSERT_EQUAL(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    CU_ASSERT_EQUAL(s2e_snapshot_readv(snap, 64, 256, &iov, 1,
+                                       S2E_SNAPSHOT_READ_NOWAIT, NULL, NULL,
+                                       &err), -EAGAIN);
+    CU_ASSERT_PTR_NULL(err);
+    CU_ASSERT_EQUAL(s2e_snapshot_readv(snap, 64, 256, &iov, 1, 0, NULL, NULL,
+                                       NULL), 0);
+    tu_sectors_fill(want, 64, 256, 7);
+    CU_ASSERT(memcmp(got, want, 256 * 512) == 0);
+    memset(got, 0, 256 * 512);
+    CU_ASSERT_EQUAL(s2e_snapshot_readv(snap, 64, 256, &iov, 1,
+                                       S2E_SNAPSHOT_READ_NOWAIT, NULL, NULL,
+                                       NULL), 0);
+    CU_ASSERT(memcmp(got, want, 256 * 512) == 0);
+    close(fd);
+    s2e_snapshot_close(snap);
+    g_free(got);
+    g_free(want);
+    g_free(path);
+    fixture_fini(&f);
+}
+
 /* Many random extents against a shadow bitmap. */
 static void test_sectors_many_extents(void)
 {
@@ -579,7 +626,10 @@ static void check_readv_against_shadow(const char *path,
 
         memset(got, 0xee, count * 512);
         tu_sectors_fill(want, s, count, seed);
+        /* Just written, so cached: NOWAIT reads it too. */
         CU_ASSERT_EQUAL_FATAL(s2e_snapshot_readv(snap, s, count, iov, cnt,
+                                                 i % 2 ? S2E_SNAPSHOT_READ_NOWAIT
+                                                       : 0,
                                                  log_absent, &log, NULL), 0);
         for (uint64_t k = 0; k < count; k++) {
             uint64_t end = k;
@@ -604,8 +654,8 @@ static void check_readv_against_shadow(const char *path,
     }
     /* A vector shorter than the range is refused. */
     iov[0] = (struct iovec){ .iov_base = got, .iov_len = 511 };
-    CU_ASSERT_EQUAL(s2e_snapshot_readv(snap, 0, 1, iov, 1, NULL, NULL, NULL),
-                    -EINVAL);
+    CU_ASSERT_EQUAL(s2e_snapshot_readv(snap, 0, 1, iov, 1, 0, NULL, NULL,
+                                       NULL), -EINVAL);
     s2e_snapshot_close(snap);
     g_free(got);
     g_free(want);
@@ -2186,6 +2236,7 @@ void s2e_test_register(void)
 
     s = s2e_test_suite("sectors");
     s2e_test_add(s, "high", test_sectors_high);
+    s2e_test_add(s, "readv_nowait", test_readv_nowait);
     s2e_test_add(s, "many_extents", test_sectors_many_extents);
     s2e_test_add(s, "merge_and_alignment", test_sectors_merge_and_alignment);
     s2e_test_add(s, "interleaved_and_info", test_interleaved_and_info);

@@ -2,7 +2,9 @@
 /*
  * Stands in for a cold page cache in tests: preadv() of one file waits
  * until the test lets it go, as a read of a snapshot on a slow or remote
- * disk waits for the device.  Everything else reads as usual.
+ * disk waits for the device, and preadv2(RWF_NOWAIT) of it answers
+ * EAGAIN, as it does for data the page cache does not hold.  Everything
+ * else reads as usual.
  *
  * Environment:
  *   S2E_HOLD_READS_OF     the file whose preadv() calls are held
@@ -12,6 +14,7 @@
 /* Both symbols are defined below: no redirection of one to the other. */
 #undef _FILE_OFFSET_BITS
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -23,6 +26,8 @@
 
 typedef ssize_t PreadvFn(int fd, const struct iovec *iov, int iovcnt,
                          off_t offset);
+typedef ssize_t Preadv2Fn(int fd, const struct iovec *iov, int iovcnt,
+                          off_t offset, int flags);
 
 /* Whether @fd is open on the file @path names. */
 static int fd_is_file(int fd, const char *path)
@@ -33,13 +38,19 @@ static int fd_is_file(int fd, const char *path)
            a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
-static void hold(int fd)
+static int held_file(int fd)
 {
     const char *path = getenv("S2E_HOLD_READS_OF");
+
+    return path && getenv("S2E_HOLD_READS_UNTIL") && fd_is_file(fd, path);
+}
+
+static void hold(int fd)
+{
     const char *gate = getenv("S2E_HOLD_READS_UNTIL");
     char held[PATH_MAX];
 
-    if (!path || !gate || !fd_is_file(fd, path)) {
+    if (!held_file(fd)) {
         return;
     }
     snprintf(held, sizeof(held), "%s.held", gate);
@@ -66,4 +77,29 @@ ssize_t preadv(int fd, const struct iovec *iov, int iovcnt, off_t offset)
 ssize_t preadv64(int fd, const struct iovec *iov, int iovcnt, off64_t offset)
 {
     return forward("preadv64", fd, iov, iovcnt, offset);
+}
+
+static ssize_t forward2(const char *name, int fd, const struct iovec *iov,
+                        int iovcnt, off_t offset, int flags)
+{
+    Preadv2Fn *real = (Preadv2Fn *)dlsym(RTLD_NEXT, name);
+
+    if (flags & RWF_NOWAIT && held_file(fd)) {
+        errno = EAGAIN;
+        return -1;
+    }
+    hold(fd);
+    return real(fd, iov, iovcnt, offset, flags);
+}
+
+ssize_t preadv2(int fd, const struct iovec *iov, int iovcnt, off_t offset,
+                int flags)
+{
+    return forward2("preadv2", fd, iov, iovcnt, offset, flags);
+}
+
+ssize_t preadv64v2(int fd, const struct iovec *iov, int iovcnt,
+                   off64_t offset, int flags)
+{
+    return forward2("preadv64v2", fd, iov, iovcnt, offset, flags);
 }
