@@ -32,6 +32,7 @@ environment: S2E_DEMO_INSTANCES (concurrent resumes, default 4),
 Prints each step with its timing; ends with PASS or FAIL (exit 0 / 1).
 """
 
+import argparse
 import hashlib
 import os
 import sys
@@ -177,10 +178,22 @@ def resume_paths(files, work, img, accel, exp):
         g.quit()
 
 
+def parse_args():
+    """WORKDIR, or a new temporary directory; -h prints the usage."""
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog=__doc__[__doc__.index("usage:"):].split("\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("workdir", nargs="?",
+                    help="where to work (default: a new temporary "
+                         "directory)")
+    return ap.parse_args()
+
+
 def main():
-    work = sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(
-        prefix="s2e-demo-")
-    work = os.path.abspath(work)
+    args = parse_args()
+    work = os.path.abspath(args.workdir or tempfile.mkdtemp(
+        prefix="s2e-demo-"))
     os.makedirs(work, exist_ok=True)
     n = int(os.environ.get("S2E_DEMO_INSTANCES", "4"))
     say("work directory: %s" % work)
