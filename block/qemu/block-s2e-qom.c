@@ -182,11 +182,18 @@ static uint64_t *s2e_qom_ids(S2EPathSet **set, size_t *n, Error **errp)
     return ids;
 }
 
-static char *s2e_qom_get_paths(Object *obj, Error **errp)
+/* Appends what a list says of the path @id to @out. */
+typedef void S2EQomItemFn(S2EPathSet *set, uint64_t id, GString *out);
+
+/*
+ * A list with an item per live path, by ascending id; NULL and *errp on
+ * failure.  *pset: the path set.
+ */
+static GString *s2e_qom_list_paths(S2EPathSet **pset, S2EQomItemFn *item,
+                                   Error **errp)
 {
-    S2EPathSet *set;
     size_t n;
-    g_autofree uint64_t *ids = s2e_qom_ids(&set, &n, errp);
+    g_autofree uint64_t *ids = s2e_qom_ids(pset, &n, errp);
     GString *out;
 
     if (!ids) {
@@ -194,9 +201,22 @@ static char *s2e_qom_get_paths(Object *obj, Error **errp)
     }
     out = g_string_new("");
     for (size_t i = 0; i < n; i++) {
-        g_string_append_printf(out, "%s%" PRIu64, i ? " " : "", ids[i]);
+        item(*pset, ids[i], out);
     }
-    return g_string_free(out, false);
+    return out;
+}
+
+static void s2e_qom_append_id(S2EPathSet *set, uint64_t id, GString *out)
+{
+    g_string_append_printf(out, "%s%" PRIu64, out->len ? " " : "", id);
+}
+
+static char *s2e_qom_get_paths(Object *obj, Error **errp)
+{
+    S2EPathSet *set;
+    GString *out = s2e_qom_list_paths(&set, s2e_qom_append_id, errp);
+
+    return out ? g_string_free(out, false) : NULL;
 }
 
 /*
@@ -220,29 +240,31 @@ static void s2e_qom_append_drive_memory(S2EPathSet *set, GString *out)
     }
 }
 
+/* " ID:OWN:SHARED": the path's own and shared overlay bytes. */
+static void s2e_qom_append_path_stats(S2EPathSet *set, uint64_t id,
+                                      GString *out)
+{
+    S2EPath *path = s2e_pathset_lookup(set, id);
+    S2EPathStats st;
+
+    if (path && s2e_pathset_get_stats(set, path, NULL, &st) == 0) {
+        g_string_append_printf(out, "%s%" PRIu64 ":%" PRIu64 ":%" PRIu64,
+                               out->len ? " " : "", id, st.own_bytes,
+                               st.shared_bytes);
+    }
+}
+
 static char *s2e_qom_get_stats(Object *obj, Error **errp)
 {
     S2EPathSet *set;
-    size_t n;
-    g_autofree uint64_t *ids = s2e_qom_ids(&set, &n, errp);
     GString *out;
 
-    if (!ids) {
+    bdrv_drain_all_begin();
+    out = s2e_qom_list_paths(&set, s2e_qom_append_path_stats, errp);
+    bdrv_drain_all_end();
+    if (!out) {
         return NULL;
     }
-    out = g_string_new("");
-    bdrv_drain_all_begin();
-    for (size_t i = 0; i < n; i++) {
-        S2EPath *path = s2e_pathset_lookup(set, ids[i]);
-        S2EPathStats st;
-
-        if (path && s2e_pathset_get_stats(set, path, NULL, &st) == 0) {
-            g_string_append_printf(out, "%s%" PRIu64 ":%" PRIu64 ":%" PRIu64,
-                                   out->len ? " " : "", ids[i], st.own_bytes,
-                                   st.shared_bytes);
-        }
-    }
-    bdrv_drain_all_end();
     s2e_qom_append_drive_memory(set, out);
     return g_string_free(out, false);
 }
