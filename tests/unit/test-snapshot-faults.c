@@ -371,6 +371,41 @@ static void test_reader_read_faults(void)
     scene_fini(&s);
 }
 
+/*
+ * A read told not to wait (S2E_SNAPSHOT_READ_NOWAIT) that the page cache
+ * cannot serve gives way with -EAGAIN and no error, at whichever read it
+ * meets that: the data or the block checksum table.  The same read
+ * without the flag then returns the data.
+ */
+static void test_reader_nowait_gives_way(void)
+{
+    Scene s;
+    char *path = good_snapshot(&s);
+    Fault f = { .step = S2E_SNAP_IO_READ, .err = -EAGAIN };
+    S2ESnapIO io = { .fault = fault_fn, .opaque = &f };
+    S2ESnapshot *snap = s2e_snapshot_open_io(path, NULL, NULL, &io, NULL);
+    uint8_t buf[40 * 512], want[40 * 512];
+    struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+    GError *err = NULL;
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(snap);
+    tu_sectors_fill(want, 1000, 40, SEED);
+    for (int k = 1; k <= 2; k++) {
+        /* k = 1: the data's read; k = 2: the checksum table's. */
+        f.nth = f.calls[S2E_SNAP_IO_READ] + k;
+        CU_ASSERT_EQUAL(s2e_snapshot_readv(snap, 1000, 40, &iov, 1,
+                                           S2E_SNAPSHOT_READ_NOWAIT, NULL,
+                                           NULL, &err), -EAGAIN);
+        CU_ASSERT_PTR_NULL(err);
+    }
+    f.nth = 0;
+    CU_ASSERT_EQUAL(s2e_snapshot_readv(snap, 1000, 40, &iov, 1, 0, NULL,
+                                       NULL, NULL), 0);
+    CU_ASSERT(memcmp(buf, want, sizeof(buf)) == 0);
+    s2e_snapshot_close(snap);
+    scene_fini(&s);
+}
+
 void s2e_test_register(void)
 {
     CU_pSuite s;
@@ -383,4 +418,5 @@ void s2e_test_register(void)
     s = s2e_test_suite("reader");
     s2e_test_add(s, "open_faults", test_reader_open_faults);
     s2e_test_add(s, "read_faults", test_reader_read_faults);
+    s2e_test_add(s, "nowait_gives_way", test_reader_nowait_gives_way);
 }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -297,9 +298,49 @@ static void test_sectors_high(void)
 }
 
 /*
- * S2E_SNAPSHOT_READ_NOWAIT never waits for the disk: with the file's pages
- * evicted from the page cache it answers -EAGAIN, with no error; the same
- * read without the flag fetches them, and then NOWAIT serves them.
+ * Drop @fd's file from the page cache: true when none of it is resident
+ * afterwards (mincore).  Freshly written pages may still sit in the
+ * kernel's per-CPU batches, so it tries a few times.
+ */
+static bool evict_from_page_cache(int fd)
+{
+    struct stat st;
+    long page = sysconf(_SC_PAGESIZE);
+
+    if (fstat(fd, &st) < 0 || st.st_size == 0 || fdatasync(fd) < 0) {
+        return false;
+    }
+    for (int attempt = 0; attempt < 50; attempt++) {
+        size_t pages = (st.st_size + page - 1) / page;
+        unsigned char *vec = g_malloc(pages);
+        void *map;
+        bool resident = false;
+
+        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        map = mmap(NULL, st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+        if (map == MAP_FAILED || mincore(map, st.st_size, vec) < 0) {
+            resident = true;
+        }
+        for (size_t i = 0; !resident && i < pages; i++) {
+            resident = vec[i] & 1;
+        }
+        if (map != MAP_FAILED) {
+            munmap(map, st.st_size);
+        }
+        g_free(vec);
+        if (!resident) {
+            return true;
+        }
+        g_usleep(20000);
+    }
+    return false;
+}
+
+/*
+ * S2E_SNAPSHOT_READ_NOWAIT against the real page cache: with the file's
+ * pages evicted it gives the data or -EAGAIN, never an error; the same
+ * read without the flag fetches them, and then NOWAIT serves them.  (The
+ * -EAGAIN path itself: test-snapshot-faults, nowait_gives_way.)
  */
 static void test_readv_nowait(void)
 {
@@ -312,7 +353,7 @@ static void test_readv_nowait(void)
     uint8_t *got = g_malloc(256 * 512), *want = g_malloc(256 * 512);
     struct iovec iov = { .iov_base = got, .iov_len = 256 * 512 };
     GError *err = NULL;
-    int fd;
+    int fd, ret;
 
     fixture_init(&f);
     path = snap_path(&f, "nowait");
@@ -320,11 +361,13 @@ static void test_readv_nowait(void)
     snap = open_ok(path, &f.id);
     fd = open(path, O_RDONLY);
     CU_ASSERT_FATAL(fd >= 0);
-    CU_ASSERT_EQUAL(fdatasync(fd), 0);
-    CU_ASSERT_EQUAL(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
-    CU_ASSERT_EQUAL(s2e_snapshot_readv(snap, 64, 256, &iov, 1,
-                                       S2E_SNAPSHOT_READ_NOWAIT, NULL, NULL,
-                                       &err), -EAGAIN);
+    CU_ASSERT(evict_from_page_cache(fd));
+    /* The kernel starts reading ahead for a NOWAIT read it cannot serve,
+     * and a fast disk may be done before it looks again: either way the
+     * read did not wait long, and gives data or gives way. */
+    ret = s2e_snapshot_readv(snap, 64, 256, &iov, 1,
+                             S2E_SNAPSHOT_READ_NOWAIT, NULL, NULL, &err);
+    CU_ASSERT(ret == 0 || ret == -EAGAIN);
     CU_ASSERT_PTR_NULL(err);
     CU_ASSERT_EQUAL(s2e_snapshot_readv(snap, 64, 256, &iov, 1, 0, NULL, NULL,
                                        NULL), 0);
