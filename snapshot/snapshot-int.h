@@ -8,7 +8,7 @@
  *   snapshot-error.c     error domain, errno mapping, message helpers
  *   snapshot-format.c    the codec: bytes <-> structs, pure functions,
  *                        every validation rule of docs/snapshot-format.md
- *   snapshot-io.c        pread/pwrite/fsync loops with the fault hook,
+ *   snapshot-io.c        preadv/pwrite/fsync loops with the fault hook,
  *                        opening regular files only
  *   snapshot-checksum.c  the data checksum (XXH3) of version 2 files,
  *                        and its AVX2 build (snapshot-checksum-avx2.c)
@@ -314,7 +314,7 @@ typedef enum S2ESnapIOStep {
     S2E_SNAP_IO_RENAME,        /* writer: rename into place */
     S2E_SNAP_IO_FSYNC_DIR,     /* writer: fsync of the directory */
     S2E_SNAP_IO_OPEN,          /* reader: open the snapshot */
-    S2E_SNAP_IO_READ,          /* reader: any pread */
+    S2E_SNAP_IO_READ,          /* reader: any read */
     S2E_SNAP_IO__MAX
 } S2ESnapIOStep;
 
@@ -342,13 +342,10 @@ int s2e_snap_io_fault(const S2ESnapIO *io, S2ESnapIOStep step, size_t *len);
 int s2e_snap_pwrite_full(const S2ESnapIO *io, S2ESnapIOStep step, int fd,
                          const void *buf, size_t len, uint64_t off);
 
-/* Read all of @len at @off.  0, -errno, or -ENODATA at end of file. */
-int s2e_snap_pread_full(const S2ESnapIO *io, int fd, void *buf, size_t len,
-                        uint64_t off);
-
 /*
- * The same into the vector @iov, which is consumed: its elements are
- * changed as the reads progress.  With @nowait, -EAGAIN when the page
+ * Read all of the vector @iov at @off (retrying short reads and EINTR).
+ * 0, -errno, or -ENODATA at end of file.  @iov is consumed: its elements
+ * are changed as the reads progress.  With @nowait, -EAGAIN when the page
  * cache does not hold all of it (nothing waits for the disk).
  */
 int s2e_snap_preadv_full(const S2ESnapIO *io, int fd, struct iovec *iov,

@@ -6,8 +6,9 @@
  * this file.  Each call is one "step" (S2ESnapIOStep): before running it,
  * the optional hook of the S2ESnapIO given at creation time is asked
  * whether to fail it (with any errno) or to make it short.  In normal
- * operation the hook is NULL and this is a thin layer over pread, pwrite,
- * fsync and close that retries EINTR and short transfers.
+ * operation the hook is NULL and this is a thin layer over preadv (preadv2
+ * when told not to wait), pwrite, fsync and close that retries EINTR and
+ * short transfers.
  *
  * There is no global state: the hook travels with each writer or reader,
  * so tests inject faults into one writer while others run undisturbed.
@@ -95,42 +96,6 @@ int s2e_snap_pwrite_full(const S2ESnapIO *io, S2ESnapIOStep step, int fd,
         }
         if (done == 0) {
             return -EIO;
-        }
-        p += done;
-        off += (uint64_t)done;
-        len -= (size_t)done;
-    }
-    return 0;
-}
-
-int s2e_snap_pread_full(const S2ESnapIO *io, int fd, void *buf, size_t len,
-                        uint64_t off)
-{
-    uint8_t *p = buf;
-
-    while (len > 0) {
-        size_t n = len;
-        ssize_t done;
-        int ret = s2e_snap_io_fault(io, S2E_SNAP_IO_READ, &n);
-
-        if (ret < 0) {
-            return ret;
-        }
-        if (n > len) {
-            n = len;
-        }
-        if (off > (uint64_t)INT64_MAX - n) {
-            return -ENODATA;
-        }
-        done = n ? pread(fd, p, n, (off_t)off) : 0;
-        if (done < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -errno;
-        }
-        if (done == 0) {
-            return -ENODATA;
         }
         p += done;
         off += (uint64_t)done;

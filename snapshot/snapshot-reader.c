@@ -104,18 +104,10 @@ static int read_error(const S2ESnapshot *snap, int ret, const char *what,
                                 "snapshot file '%s'", what, snap->path);
 }
 
-static int read_at(const S2ESnapshot *snap, void *buf, size_t len,
-                   uint64_t off, const char *what, GError **error)
-{
-    int ret = s2e_snap_pread_full(&snap->io, snap->fd, buf, len, off);
-
-    return ret < 0 ? read_error(snap, ret, what, error) : 0;
-}
-
 /*
- * read_at() for sector reads, which may be asked not to wait for the disk
- * (S2E_SNAPSHOT_READ_NOWAIT): then -EAGAIN, without an error, when the
- * page cache does not hold it all.
+ * Read all of @len at @off, or fail with the reason naming @what.  Sector
+ * reads may be asked not to wait for the disk (S2E_SNAPSHOT_READ_NOWAIT):
+ * then -EAGAIN, without an error, when the page cache does not hold it.
  */
 static int read_at_mode(const S2ESnapshot *snap, void *buf, size_t len,
                         uint64_t off, bool nowait, const char *what,
@@ -126,6 +118,12 @@ static int read_at_mode(const S2ESnapshot *snap, void *buf, size_t len,
                                    nowait);
 
     return ret < 0 ? read_error(snap, ret, what, error) : 0;
+}
+
+static int read_at(const S2ESnapshot *snap, void *buf, size_t len,
+                   uint64_t off, const char *what, GError **error)
+{
+    return read_at_mode(snap, buf, len, off, false, what, error);
 }
 
 /* ---- Open --------------------------------------------------------------- */
@@ -807,20 +805,27 @@ static int check_read_args(const S2ESnapshot *snap, uint64_t sector,
 
 /*
  * The next run at @sector of at most @count sectors, from extent *i on:
- * ABSENT up to the next extent, else the part of extent *i (*i moves on).
+ * ABSENT up to the next extent, else the part of extent *i, which *held
+ * then points to (and *i moves on).
  */
 static S2EExtentKind next_run(const S2ESnapshot *snap, uint64_t *i,
-                              uint64_t sector, uint64_t count, uint64_t *n)
+                              uint64_t sector, uint64_t count, uint64_t *n,
+                              const S2ESnapExtent **held)
 {
-    const S2ESnapExtent *e = &snap->extents[*i];
+    const S2ESnapExtent *e;
 
-    if (*i == snap->h.extent_count || e->sector > sector) {
-        *n = *i == snap->h.extent_count ? count
-                                        : MIN(count, e->sector - sector);
+    if (*i == snap->h.extent_count) {
+        *n = count;
+        return S2E_EXTENT_ABSENT;
+    }
+    e = &snap->extents[*i];
+    if (e->sector > sector) {
+        *n = MIN(count, e->sector - sector);
         return S2E_EXTENT_ABSENT;
     }
     *n = MIN(count, e->sector + e->count - sector);
     (*i)++;
+    *held = e;
     return kind_of(e);
 }
 
@@ -839,19 +844,24 @@ int s2e_snapshot_readv(const S2ESnapshot *snap, uint64_t sector,
         return 0;
     }
     ret = check_read_args(snap, sector, count, iov, iovcnt, error);
-    if (ret == 0 && iovcnt > (int)G_N_ELEMENTS(stack)) {
+    if (ret < 0) {
+        return ret;
+    }
+    if (iovcnt > (int)G_N_ELEMENTS(stack)) {
         part = g_try_new(struct iovec, iovcnt);
-        ret = part ? 0 : s2e_snap_error(error, S2E_SNAPSHOT_ERROR_LIMIT,
-                                        "Not enough memory to read "
-                                        "snapshot file '%s'", snap->path);
+        if (!part) {
+            return s2e_snap_error(error, S2E_SNAPSHOT_ERROR_LIMIT,
+                                  "Not enough memory to read snapshot file "
+                                  "'%s'", snap->path);
+        }
     }
     vec_init(&v, iov, iovcnt);
     i = extent_search(snap, sector);
     while (ret == 0 && count > 0) {
-        const S2ESnapExtent *e = &snap->extents[i];
+        const S2ESnapExtent *e = NULL;
         uint64_t n;
 
-        switch (next_run(snap, &i, sector, count, &n)) {
+        switch (next_run(snap, &i, sector, count, &n, &e)) {
         case S2E_EXTENT_ABSENT:
             ret = absent ? absent(opaque, sector, n, error) : 0;
             break;
