@@ -387,6 +387,8 @@ class SnapshotTest(S2ETestCase):
         opener = threading.Timer(60, lambda: open(gate, "w").close())
         opener.start()
         try:
+            # QEMU is up and -loadvm read what it needs: hold from now on.
+            open(gate + ".armed", "w").close()
             vm.hmp.cmd('qemu-io virtio0 "aio_read -P 0x5a 0 64k"',
                        timeout=120)
             wait_for(lambda: os.path.exists(gate + ".held"), 30)

@@ -8,7 +8,9 @@
  *
  * Environment:
  *   S2E_HOLD_READS_OF     the file whose preadv() calls are held
- *   S2E_HOLD_READS_UNTIL  a path: a held call creates PATH.held, then
+ *   S2E_HOLD_READS_UNTIL  a path: reads are held once PATH.armed exists
+ *                         (so QEMU can start and -loadvm read the file
+ *                         first); a held call creates PATH.held, then
  *                         waits until PATH exists
  */
 /* Both symbols are defined below: no redirection of one to the other. */
@@ -41,8 +43,14 @@ static int fd_is_file(int fd, const char *path)
 static int held_file(int fd)
 {
     const char *path = getenv("S2E_HOLD_READS_OF");
+    const char *gate = getenv("S2E_HOLD_READS_UNTIL");
+    char armed[PATH_MAX];
 
-    return path && getenv("S2E_HOLD_READS_UNTIL") && fd_is_file(fd, path);
+    if (!path || !gate || !fd_is_file(fd, path)) {
+        return 0;
+    }
+    snprintf(armed, sizeof(armed), "%s.armed", gate);
+    return access(armed, F_OK) == 0;
 }
 
 static void hold(int fd)
